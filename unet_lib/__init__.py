@@ -41,7 +41,21 @@ _EXPORTS = {
     "focal_loss": "losses",
     "tversky_loss": "losses",
 }
-_SUBMODULES = ("model", "metrics", "losses", "data", "runtime", "cli")
+_SUBMODULES = (
+    "model",
+    "metrics",
+    "losses",
+    "data",
+    "runtime",
+    "callbacks",
+    "train",
+    "evaluate",
+    "inference",
+    "viz",
+    "weightmap",
+    "fileio",
+    "cli",
+)
 
 
 def __getattr__(name: str):

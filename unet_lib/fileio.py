@@ -1,0 +1,64 @@
+"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind.
+
+Every file the library writes into a run folder (models, configuration, history, masks,
+figures) goes through :func:`atomic_path`: the content is written to a temporary file in the
+same folder, then renamed over the target, which POSIX makes atomic. A reader sees either
+the old file or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the target's suffix, so writers that choose the format from
+    the extension (``model.save``, ``cv2.imwrite``, ``fig.savefig``) still work.
+
+    Example:
+        >>> with atomic_path("run/best.keras") as tmp:  # doctest: +SKIP
+        ...     model.save(tmp)
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically (NaN written as ``NaN``)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_model_atomic(model, path: str | os.PathLike) -> Path:
+    """Save a Keras model to a ``.keras`` file atomically."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"models are saved as .keras files only, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
