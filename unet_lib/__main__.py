@@ -1,0 +1,5 @@
+"""``python -m unet_lib``: the command line (see :mod:`unet_lib.cli`)."""
+
+from unet_lib.cli import main
+
+raise SystemExit(main())

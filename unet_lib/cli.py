@@ -1,0 +1,175 @@
+"""Command line: ``python -m unet_lib <command> ...`` (also installed as ``unet-lib``).
+
+Commands:
+
+* ``check --data DIR [--labels JSON_OR_FILE] [--channels N]`` - validate a dataset folder:
+  print its summary and exit 0, or list every problem (one per line, naming the file) and
+  exit 1.
+* ``generate [--out DIR] [--kind binary|multiclass] [--num-images N] [--size S] [--seed S]
+  [--overwrite]`` - write the built-in synthetic dataset.
+
+Each command is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args) -> int`` registered
+in :data:`COMMANDS`; later commands (train, evaluate, predict, demo) are added the same way.
+Heavy imports happen inside the ``_run_`` functions, so ``--help`` stays fast.
+
+Example:
+    >>> main(["check", "--data", "data/generated/binary_v1"])  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------
+# check
+# --------------------------------------------------------------------------------------
+
+
+def _add_check(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "check",
+        help="validate a dataset folder (images/, masks/, optional dataset.json)",
+        description="Validate a dataset folder before training: print its summary, or list "
+        "every problem (one per line, naming the file) and exit 1.",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/")
+    p.add_argument(
+        "--labels",
+        metavar="JSON_OR_FILE",
+        help="label mapping overriding DIR/dataset.json: a JSON string such as "
+        '\'{"labels": {"background": 255, "membrane": 0}}\' or the path of a JSON file',
+    )
+    p.add_argument(
+        "--channels", type=int, choices=(1, 3), help="convert every image to 1 (grey) or 3 (RGB)"
+    )
+    return p
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from unet_lib.data.folder import DatasetError, validate_dataset
+
+    try:
+        summary = validate_dataset(args.data, labels=args.labels, channels=args.channels)
+    except DatasetError as e:
+        print(e.header, file=sys.stderr)
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# generate
+# --------------------------------------------------------------------------------------
+
+
+def _add_generate(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "generate",
+        help="write the built-in synthetic dataset",
+        description="Write a synthetic dataset (images/, masks/, dataset.json). Same seed, "
+        "same files.",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder to create (default: data/generated/<kind>_v<version>, or under "
+        "$UNET_DATA_DIR)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("binary", "multiclass"),
+        default="binary",
+        help="binary: membranes (grey); multiclass: nuclei/rods/granules (RGB)",
+    )
+    p.add_argument("--num-images", type=int, default=48, metavar="N", help="default 48")
+    p.add_argument("--size", type=int, default=128, metavar="S", help="image side, default 128")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="default 0")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
+    return p
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from unet_lib.data.synthetic import default_data_dir, make_synthetic_dataset
+
+    out = args.out if args.out is not None else default_data_dir(args.kind)
+    start = time.perf_counter()
+    try:
+        path = make_synthetic_dataset(
+            out,
+            kind=args.kind,
+            num_images=args.num_images,
+            size=args.size,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, FileExistsError, OSError) as e:
+        _error(str(e))
+        return 1
+    print(
+        f"wrote {args.num_images} {args.kind} image/mask pairs of {args.size}x{args.size} "
+        f"(seed {args.seed}) to {path} in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------
+
+#: name -> (add the sub-parser, run it). Add new commands here.
+COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
+    "check": (_add_check, _run_check),
+    "generate": (_add_generate, _run_generate),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m unet_lib",
+        description="U-Net segmentation: check datasets, generate the built-in data.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add, run) in COMMANDS.items():
+        add(sub).set_defaults(_run=run, _name=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 = success).
+
+    Args:
+        argv: arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns:
+        ``0`` on success, ``1`` when the command failed (problems printed on stderr),
+        ``2`` for a usage error.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help or a usage error: argparse already printed
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
