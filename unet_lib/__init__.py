@@ -40,6 +40,15 @@ _EXPORTS = {
     "dice_ce_loss": "losses",
     "focal_loss": "losses",
     "tversky_loss": "losses",
+    # workflow (modules are named training/evaluation so that the functions
+    # unet_lib.train and unet_lib.evaluate are never shadowed by a submodule)
+    "train": "training",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "evaluate": "evaluation",
+    "evaluate_folder": "evaluation",
+    "predict": "inference",
+    "predict_folder": "inference",
 }
 _SUBMODULES = (
     "model",
@@ -48,8 +57,8 @@ _SUBMODULES = (
     "data",
     "runtime",
     "callbacks",
-    "train",
-    "evaluate",
+    "training",
+    "evaluation",
     "inference",
     "viz",
     "weightmap",

@@ -1,0 +1,209 @@
+"""Tests for unet_lib.training: the run folder, resume, determinism, NaN, time budget."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from unet_lib.callbacks import read_history, read_state
+from unet_lib.data.synthetic import make_synthetic_dataset
+from unet_lib.training import TrainConfig, train
+
+# A model and data small enough for a few seconds per run on a 2-core CPU.
+TINY = dict(depth=2, base_filters=4, batch_size=4, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("data") / "membranes", num_images=10, size=32, seed=3
+    )
+
+
+def _weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_run_folder_holds_everything(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_data, run, epochs=2, **TINY)
+    for name in ("config.json", "history.csv", "best.keras", "last.keras", "state.json"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*tmp*")), "temporary files left behind"
+    config = json.loads((run / "config.json").read_text())
+    assert config["num_classes"] == 1 and config["channels"] == 1
+    assert set(config["train_stems"]).isdisjoint(config["val_stems"])
+    assert len(config["train_stems"]) + len(config["val_stems"]) == 10
+    assert config["devices"]["strategy"] == "default"
+    # the configuration rebuilds the model
+    rebuilt = TrainConfig.from_dict(config)
+    assert rebuilt.base_filters == 4
+    with (run / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for key in ("loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "learning_rate"):
+        assert np.isfinite(float(rows[-1][key])), key
+    state = read_state(run)
+    assert state["finished"] and state["epochs_done"] == 2
+    assert state["best_epoch"] in (1, 2)
+    assert result.history["epoch"] == [1.0, 2.0]
+    loaded = keras.saving.load_model(run / "best.keras", safe_mode=True)
+    x = np.zeros((1, 32, 32, 1), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0))
+
+
+def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    first = train(tiny_data, run, epochs=1, **TINY)
+    stamp = (run / "last.keras").stat().st_mtime_ns
+    again = train(tiny_data, run, epochs=1, **TINY)
+    assert (run / "last.keras").stat().st_mtime_ns == stamp
+    assert again.history == first.history
+
+
+def test_other_settings_on_an_existing_run_are_refused(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_data, run, epochs=1, **TINY)
+    with pytest.raises(ValueError, match="other settings.*base_filters"):
+        train(tiny_data, run, epochs=1, **{**TINY, "base_filters": 8})
+    # overwrite starts afresh
+    result = train(tiny_data, run, epochs=1, overwrite=True, **{**TINY, "base_filters": 8})
+    assert json.loads((run / "config.json").read_text())["base_filters"] == 8
+    assert result.history["epoch"] == [1.0]
+
+
+def test_deterministic_runs_are_identical(tiny_data, tmp_path):
+    options = dict(epochs=2, seed=7, deterministic=True, **TINY)
+    a = train(tiny_data, tmp_path / "a", **options)
+    b = train(tiny_data, tmp_path / "b", **options)
+    for key in ("loss", "val_loss", "dice", "val_dice"):
+        assert a.history[key] == b.history[key], key
+    for wa, wb in zip(_weights(a.model), _weights(b.model), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Makes the loss NaN from the second epoch on."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.layers[1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"NaN at epoch 2.*last good model \(epoch 1\)"):
+        train(tiny_data, run, epochs=3, callbacks=[_PoisonWeights()], **TINY)
+    state = read_state(run)
+    assert state["epochs_done"] == 1 and state["stopped_reason"] == "nan_loss"
+    good = keras.saving.load_model(run / "last.keras", safe_mode=True)
+    assert all(np.all(np.isfinite(w)) for w in _weights(good))
+    assert read_history(run)["epoch"] == [1.0]
+
+
+def test_time_budget_stops_cleanly(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    start = time.perf_counter()
+    result = train(tiny_data, run, time_budget_minutes=4 / 60, **TINY)
+    assert time.perf_counter() - start < 60
+    state = read_state(run)
+    assert state["finished"] and state["stopped_reason"] == "time_budget"
+    assert len(result.history["epoch"]) >= 1
+    rates = result.history["learning_rate"]
+    assert rates[-1] < 1e-3  # the cosine over the budget has decayed
+
+
+def test_class_weights_and_weight_map_train(tiny_data, tmp_path):
+    result = train(tiny_data, tmp_path / "cw", epochs=1, class_weights="balanced", **TINY)
+    weights = result.config.class_weights
+    assert len(weights) == 2 and weights[1] > weights[0]  # membranes are the rarer class
+    result = train(tiny_data, tmp_path / "wm", epochs=1, weight_map=True, **TINY)
+    assert np.isfinite(result.history["loss"][0])
+
+
+def test_bad_options_fail_early(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train(tiny_data, tmp_path / "x", loss="hinge")
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="one weight per class"):
+        train(tiny_data, tmp_path / "y", epochs=1, class_weights=[1.0, 2.0, 3.0], **TINY)
+
+
+_TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from unet_lib.training import train
+    train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), depth=2, base_filters=4,
+          batch_size=2, steps_per_epoch=int(sys.argv[4]), verbose=0)
+    """
+)
+
+
+def test_killed_run_resumes_without_gaps(tiny_data, tmp_path):
+    """SIGKILL the training process mid-epoch, rerun: the epochs continue, nothing is lost."""
+    run = tmp_path / "run"
+    script = tmp_path / "train.py"
+    script.write_text(_TRAIN_SCRIPT)
+    args = [sys.executable, str(script), str(tiny_data), str(run), "4", "40"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(args, env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            state = read_state(run) if (run / "state.json").exists() else None
+            if state and state["epochs_done"] >= 1:
+                break
+            if process.poll() is not None:
+                pytest.fail("training ended before it could be interrupted")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no epoch finished in time")
+        time.sleep(0.5)  # into the next epoch
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    interrupted_at = read_state(run)["epochs_done"]
+    assert 1 <= interrupted_at < 4
+    keras.saving.load_model(run / "last.keras", safe_mode=True)  # not corrupt
+
+    result = train(
+        tiny_data,
+        run,
+        epochs=4,
+        depth=2,
+        base_filters=4,
+        batch_size=2,
+        steps_per_epoch=40,
+        verbose=0,
+    )
+    assert result.history["epoch"] == [1.0, 2.0, 3.0, 4.0]
+    assert read_state(run)["finished"]
+    assert np.all(np.isfinite(result.history["loss"]))
+
+
+def test_resumed_run_reuses_the_stored_split(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_data, run, epochs=2, **TINY)
+    stored = json.loads((run / "config.json").read_text())
+    state_path = Path(run) / "state.json"
+    state = json.loads(state_path.read_text())
+    state.update(finished=False, epochs_done=1)  # as if killed during epoch 2
+    state_path.write_text(json.dumps(state))
+    result = train(tiny_data, run, epochs=2, seed=0, **TINY)
+    assert result.config.val_stems == stored["val_stems"]
+    assert result.history["epoch"] == [1.0, 2.0]

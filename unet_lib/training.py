@@ -1,0 +1,488 @@
+"""train(): from a dataset folder to a run folder, resumable, reproducible on request.
+
+One call builds the model, the ``tf.data`` pipelines, the loss, the optimiser and its
+learning-rate schedule, trains, and leaves a run folder that holds everything needed to
+rebuild, resume and evaluate:
+
+* ``config.json``  the resolved configuration (model, data, split, loss, schedule, device
+  settings), enough to rebuild the model and the pipeline;
+* ``history.csv``, ``best.keras`` (best validation Dice), ``last.keras``, ``state.json``
+  (see :mod:`unet_lib.callbacks`).
+
+Rerunning the same call on the same folder after a crash or Ctrl-C resumes after the last
+finished epoch; on a finished run it returns the stored result without training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from unet_lib import IGNORE_LABEL, losses, metrics, runtime
+from unet_lib import callbacks as run_callbacks
+from unet_lib.data import folder, pipeline
+from unet_lib.data.augment import AugmentConfig
+from unet_lib.fileio import write_json_atomic
+from unet_lib.model import build_unet
+
+CONFIG_FILE = "config.json"
+LOSSES = ("dice_ce", "dice", "ce", "focal", "tversky")
+SCHEDULES = ("constant", "cosine", "plateau")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; written to ``config.json`` as it was resolved."""
+
+    # data
+    data: str | None = None
+    val_data: str | None = None
+    val_fraction: float = 0.2
+    split: str = "random"  # or "contiguous": the last block of sorted stems validates
+    labels: dict | None = None
+    channels: int | None = None
+    train_stems: list[str] = field(default_factory=list)
+    val_stems: list[str] = field(default_factory=list)
+    # model
+    num_classes: int | None = None  # model outputs; None: 1 for binary data, else K
+    depth: int = 4
+    base_filters: int = 32
+    convs_per_level: int = 2
+    batch_norm: bool = True
+    dropout: float = 0.0
+    upsampling: str = "transpose"
+    padding: str = "same"
+    # objective
+    loss: str = "dice_ce"
+    class_weights: str | list[float] | None = None  # None, "balanced" or one per class
+    weight_map: bool = False  # the U-Net paper's border weight map
+    weight_map_w0: float = 10.0
+    weight_map_sigma: float = 5.0
+    # optimisation
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    epochs: int = 50
+    time_budget_minutes: float | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int = 8
+    patch_size: int | None = None
+    augment: dict | bool = True
+    # run
+    seed: int = 0
+    deterministic: bool = False
+    precision: str = "auto"
+    jit_compile: str | bool = "auto"
+    devices: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("split", self.split, ("random", "contiguous"))
+        if self.time_budget_minutes is None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
+            raise ValueError(
+                f"time_budget_minutes must be positive, got {self.time_budget_minutes}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.schedule == "plateau" and self.time_budget_minutes is not None:
+            raise ValueError(
+                "schedule='plateau' cannot follow a time budget; use 'cosine' or 'constant'"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**values)
+
+    def augment_config(self) -> AugmentConfig | None:
+        if self.augment is True:
+            return AugmentConfig()
+        if not self.augment:
+            return None
+        return AugmentConfig.from_dict(self.augment)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: keras.Model  # the best model by validation Dice
+    history: dict[str, list[float]]
+    run_dir: Path
+    config: TrainConfig
+    state: dict
+
+
+def train(
+    data,
+    out_dir,
+    *,
+    verbose: int = 1,
+    tensorboard: bool = False,
+    overwrite=False,
+    callbacks: list | None = None,
+    **options,
+) -> TrainResult:
+    """Train a U-Net on a dataset folder into a run folder.
+
+    Args:
+        data: A dataset folder (``images/``, ``masks/``, optional ``dataset.json``).
+        out_dir: The run folder; created if absent, resumed if it holds an unfinished run.
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        tensorboard: Also write TensorBoard logs to ``out_dir/tensorboard``.
+        overwrite: Start afresh even if ``out_dir`` holds a run.
+        callbacks: Extra Keras callbacks, run after the library's own.
+        **options: Any :class:`TrainConfig` field (``epochs``, ``batch_size``, ``loss``,
+            ``base_filters``, ``time_budget_minutes``, ``seed``, ...).
+
+    Returns:
+        A :class:`TrainResult` with the best model, the history and the run folder.
+
+    Raises:
+        unet_lib.data.DatasetError: If the dataset has problems (all of them listed).
+        FloatingPointError: If the loss became NaN; ``last.keras`` keeps the last good model.
+        ValueError: On bad options, or a run folder started with different settings.
+
+    Example:
+        >>> result = train("data/generated/membranes", "runs/demo", epochs=5)  # doctest: +SKIP
+        >>> result.history["val_dice"][-1]  # doctest: +SKIP
+    """
+    run_dir = Path(out_dir)
+    config = TrainConfig(data=str(data), **options)
+    state = None if overwrite else run_callbacks.read_state(run_dir)
+    if state is not None:
+        config = _config_for_resume(run_dir, config)
+        if state.get("finished"):
+            if verbose:
+                print(f"train: {run_dir} already finished; returning its best model")
+            return _result(run_dir, config, state)
+    elif overwrite:
+        for name in (run_callbacks.STATE_FILE, run_callbacks.HISTORY_FILE, CONFIG_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        runtime.enable_determinism()
+    settings = runtime.device_settings(
+        per_device_batch_size=config.batch_size,
+        precision=config.precision,
+        jit_compile=config.jit_compile,
+    )
+    runtime.apply_settings(settings)
+
+    dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
+    mapping = dataset.mapping
+    config.labels = mapping.to_dict()
+    config.channels = dataset.channels
+    if config.num_classes is None:
+        config.num_classes = mapping.model_num_classes
+    _split(config, dataset)
+    config.devices = {
+        "strategy": settings.strategy_name,
+        "replicas": settings.num_replicas,
+        "precision": settings.precision_policy,
+        "jit_compile": settings.jit_compile,
+        "global_batch_size": settings.global_batch_size,
+    }
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+
+    train_ds, val_ds, steps = _datasets(config, dataset, settings.global_batch_size)
+    if verbose:
+        print(_describe(config, settings, len(config.train_stems), len(config.val_stems), steps))
+
+    with settings.strategy.scope():
+        if state is not None:
+            model = keras.saving.load_model(run_dir / run_callbacks.LAST_MODEL, safe_mode=True)
+        else:
+            model = build_model(config)
+            model.compile(
+                optimizer=_optimizer(config, steps),
+                loss=make_loss(config, ignore=mapping.ignore_value is not None),
+                metrics=make_metrics(config, ignore=mapping.ignore_value is not None),
+                jit_compile=settings.jit_compile,
+            )
+
+    checkpoint = run_callbacks.RunCheckpoint(
+        run_dir,
+        monitor="val_dice" if val_ds is not None else "dice",
+        initial_state=state,
+        is_chief=runtime.is_chief(settings),
+    )
+    guard = run_callbacks.NanGuard(checkpoint)
+    callback_list: list[keras.callbacks.Callback] = [guard, checkpoint]
+    epochs = config.epochs
+    budget = None
+    if config.time_budget_minutes is not None:
+        budget = run_callbacks.TimeBudget(
+            config.time_budget_minutes * 60,
+            config.learning_rate,
+            schedule="constant" if config.schedule == "constant" else "cosine",
+            seconds_used=checkpoint.train_seconds,
+        )
+        callback_list.append(budget)
+        epochs = 10**6  # the budget ends training
+    elif config.schedule == "plateau":
+        callback_list.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6
+            )
+        )
+    if tensorboard:
+        callback_list.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+    callback_list += list(callbacks or [])
+
+    initial_epoch = state["epochs_done"] if state else 0
+    budget_left = budget is None or checkpoint.train_seconds < budget.budget_seconds
+    if initial_epoch < epochs and budget_left:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callback_list,
+            shuffle=False,  # the pipeline shuffles, seeded
+            verbose=verbose,
+        )
+    if guard.where is not None:
+        epoch, batch = guard.where
+        checkpoint.write_state(finished=False, stopped_reason="nan_loss")
+        raise FloatingPointError(
+            f"the loss became NaN at epoch {epoch}, batch {batch}; the last good model "
+            f"(epoch {checkpoint.epochs_done}) is kept in {run_dir / run_callbacks.LAST_MODEL}. "
+            "Lower --learning-rate, or check the data for NaN/Inf values."
+        )
+    reason = "time_budget" if budget is not None and budget.exhausted else "epochs"
+    checkpoint.write_state(finished=True, stopped_reason=reason)
+    return _result(run_dir, config, run_callbacks.read_state(run_dir))
+
+
+# ----------------------------------------------------------------------------- pieces
+def build_model(config: TrainConfig) -> keras.Model:
+    """The U-Net described by a configuration."""
+    return build_unet(
+        (None, None, config.channels),
+        config.num_classes,
+        depth=config.depth,
+        base_filters=config.base_filters,
+        convs_per_level=config.convs_per_level,
+        batch_norm=config.batch_norm,
+        dropout=config.dropout,
+        upsampling=config.upsampling,
+        padding=config.padding,
+    )
+
+
+def make_loss(config: TrainConfig, *, ignore: bool = False) -> keras.losses.Loss:
+    """The loss object named by ``config.loss``."""
+    kwargs = {"ignore_class": IGNORE_LABEL} if ignore else {}
+    weights = config.class_weights if isinstance(config.class_weights, list) else None
+    if config.loss == "dice_ce":
+        return losses.DiceCELoss(class_weights=weights, **kwargs)
+    if config.loss == "dice":
+        return losses.DiceLoss(**kwargs)
+    if config.loss == "ce":
+        return losses.DiceCELoss(dice_weight=0.0, class_weights=weights, **kwargs)
+    if config.loss == "focal":
+        return losses.FocalLoss(**kwargs)
+    return losses.TverskyLoss(**kwargs)
+
+
+def make_metrics(config: TrainConfig, *, ignore: bool = False) -> list[keras.metrics.Metric]:
+    """Streaming Dice and IoU over the foreground classes."""
+    kwargs = {"ignore_class": IGNORE_LABEL} if ignore else {}
+    return [
+        metrics.DiceMetric(config.num_classes, **kwargs),
+        metrics.IoUMetric(config.num_classes, **kwargs),
+    ]
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate = config.learning_rate
+    if config.schedule == "cosine" and config.time_budget_minutes is None:
+        total = config.epochs * steps_per_epoch
+        warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=rate * 0.01 if warmup else rate,
+            decay_steps=max(1, total - warmup),
+            alpha=0.01,
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay or 1e-4)
+    return keras.optimizers.SGD(rate, momentum=0.99, nesterov=True)
+
+
+def _split(config: TrainConfig, dataset) -> None:
+    if config.train_stems:  # explicit lists, or a resumed run's split
+        return
+    if config.val_data is not None:
+        config.train_stems = list(dataset.stems)
+        return
+    parts = folder.split_dataset(
+        dataset.stems,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        contiguous=config.split == "contiguous",
+    )
+    config.train_stems, config.val_stems = parts["train"], parts["val"]
+
+
+def _datasets(config: TrainConfig, dataset, global_batch: int):
+    index = {stem: i for i, stem in enumerate(dataset.stems)}
+
+    def select(stems):
+        ids = [index[s] for s in stems]
+        return [dataset.images[i] for i in ids], [dataset.masks[i] for i in ids]
+
+    images, masks = select(config.train_stems)
+    sample_weights = _sample_weights(config, masks, dataset.mapping.num_classes)
+    steps = config.steps_per_epoch or max(1, math.ceil(len(images) / global_batch))
+    multiple = 2**config.depth
+    train_ds = pipeline.make_dataset(
+        images,
+        masks,
+        batch_size=global_batch,
+        patch_size=config.patch_size,
+        augment=config.augment_config(),
+        shuffle=True,
+        seed=config.seed,
+        deterministic=config.deterministic,
+        repeat=True,
+        pad_multiple=multiple,
+        drop_remainder=True,
+        sample_weights=sample_weights,
+    )
+    if config.val_data is not None:
+        val = folder.load_dataset(config.val_data, labels=config.labels, channels=config.channels)
+        config.val_stems = list(val.stems)
+        val_images, val_masks = val.images, val.masks
+    else:
+        val_images, val_masks = select(config.val_stems)
+    val_ds = None
+    if val_images:
+        same_size = len({m.shape for m in val_masks}) == 1
+        val_ds = pipeline.make_dataset(
+            val_images,
+            val_masks,
+            batch_size=global_batch if same_size else 1,
+            augment=None,
+            shuffle=False,
+            pad_multiple=multiple,
+        )
+    return train_ds, val_ds, steps
+
+
+def _sample_weights(config: TrainConfig, masks, num_label_classes: int):
+    """Per-pixel weights (class balance and/or the paper's weight map), or ``None``."""
+    if config.weight_map:
+        from unet_lib.weightmap import unet_weight_map
+
+        return [
+            unet_weight_map(
+                m,
+                w0=config.weight_map_w0,
+                sigma=config.weight_map_sigma,
+                class_weights=config.class_weights or "balanced",
+            )
+            for m in masks
+        ]
+    if config.class_weights is None:
+        return None
+    if config.class_weights == "balanced":
+        counts = np.bincount(
+            np.concatenate([m[m >= 0].ravel() for m in masks]), minlength=num_label_classes
+        ).astype(np.float64)
+        weights = counts.sum() / (num_label_classes * np.maximum(counts, 1))
+        config.class_weights = [round(float(w), 6) for w in weights]
+    table = np.asarray(config.class_weights, dtype=np.float32)
+    if table.shape != (num_label_classes,):
+        raise ValueError(
+            f"class_weights needs one weight per class ({num_label_classes}), got {len(table)}"
+        )
+    return [np.where(m >= 0, table[np.clip(m, 0, None)], 0.0).astype(np.float32) for m in masks]
+
+
+def _config_for_resume(run_dir: Path, requested: TrainConfig) -> TrainConfig:
+    stored = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    resolved_keys = {
+        "labels",
+        "channels",
+        "num_classes",
+        "train_stems",
+        "val_stems",
+        "devices",
+        "class_weights",
+    }
+    defaults = TrainConfig()
+    differing = [
+        key
+        for key, value in requested.to_dict().items()
+        if key not in resolved_keys
+        and value != getattr(defaults, key)  # only options the caller set
+        and not _same_setting(key, value, getattr(stored, key))
+    ]
+    if differing:
+        raise ValueError(
+            f"{run_dir} holds a run started with other settings ({', '.join(differing)}); "
+            "use a new output folder, or overwrite=True (--overwrite) to start afresh."
+        )
+    return stored
+
+
+def _same_setting(key, a, b) -> bool:
+    if key in ("data", "val_data") and a is not None and b is not None:
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def _result(run_dir: Path, config: TrainConfig, state: dict) -> TrainResult:
+    best = run_dir / run_callbacks.BEST_MODEL
+    path = best if best.exists() else run_dir / run_callbacks.LAST_MODEL
+    model = keras.saving.load_model(path, safe_mode=True)
+    return TrainResult(model, run_callbacks.read_history(run_dir), run_dir, config, state)
+
+
+def _describe(config, settings, n_train, n_val, steps) -> str:
+    length = (
+        f"{config.time_budget_minutes:g} min budget"
+        if config.time_budget_minutes is not None
+        else f"{config.epochs} epochs"
+    )
+    return (
+        f"train: {n_train} training / {n_val} validation images, {length} of {steps} steps, "
+        f"batch {settings.global_batch_size}, U-Net depth {config.depth} base "
+        f"{config.base_filters}, loss {config.loss}, {settings.strategy_name} x"
+        f"{settings.num_replicas}, {settings.precision_policy}"
+    )
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
