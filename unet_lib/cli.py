@@ -7,9 +7,10 @@ Commands:
   exit 1.
 * ``generate [--out DIR] [--kind binary|multiclass] [--num-images N] [--size S] [--seed S]
   [--overwrite]`` - write the built-in synthetic dataset.
+* ``train``, ``evaluate``, ``predict``, ``demo`` - the workflow (:mod:`unet_lib.cli_workflow`).
 
-Each command is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args) -> int`` registered
-in :data:`COMMANDS`; later commands (train, evaluate, predict, demo) are added the same way.
+Each command is a pair ``add(subparsers)`` / ``run(args) -> int`` registered in
+:data:`COMMANDS`. Errors print one line (no traceback unless ``--traceback``) and exit 1.
 Heavy imports happen inside the ``_run_`` functions, so ``--help`` stays fast.
 
 Example:
@@ -20,8 +21,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+
+from unet_lib.cli_workflow import COMMANDS as WORKFLOW_COMMANDS
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -134,6 +138,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "check": (_add_check, _run_check),
     "generate": (_add_generate, _run_generate),
+    **WORKFLOW_COMMANDS,
 }
 
 
@@ -141,7 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
     parser = argparse.ArgumentParser(
         prog="python -m unet_lib",
-        description="U-Net segmentation: check datasets, generate the built-in data.",
+        description="U-Net segmentation: check datasets, generate the built-in data, train, "
+        "evaluate, predict, or run the whole demo.",
+    )
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the full Python traceback on errors (or set UNET_TRACEBACK=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (add, run) in COMMANDS.items():
@@ -169,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except Exception as error:  # one clear line unless a traceback is asked for
+        if args.traceback or os.environ.get("UNET_TRACEBACK") == "1":
+            raise
+        if hasattr(error, "problems"):  # DatasetError: every problem, one per line
+            print(getattr(error, "header", "dataset problems:"), file=sys.stderr)
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+        else:
+            _error(f"{error}")
+        return 1
 
 
 if __name__ == "__main__":
