@@ -18,4 +18,5 @@ export MPLBACKEND=Agg
 "$py" -m ruff check .
 "$py" -m ruff format --check .
 "$py" -m pytest tests ImageSegmentation_U-NET.ipynb --nbval-lax --nbval-current-env \
+  --nbval-sanitize-with nbval_sanitize.cfg \
   -p no:cacheprovider "$@"
