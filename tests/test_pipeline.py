@@ -211,6 +211,26 @@ def test_dataset_folder(tmp_path):
     assert set(np.unique(y.numpy())) <= {-1, 0, 1, 2, 3}
 
 
+def test_folder_with_a_cache_file_streams_from_disk(tmp_path):
+    """Data larger than memory: pairs are decoded one at a time into the cache file, and a
+    second pass reads the cache alone (the source files can be gone)."""
+    import shutil
+
+    from unet_lib.data import load_dataset, make_synthetic_dataset
+
+    path = make_synthetic_dataset(tmp_path / "syn", num_images=5, size=32, seed=2)
+    in_memory = load_dataset(path)
+    cache = tmp_path / "cache" / "train"
+    ds = make_dataset(path, batch_size=5, shuffle=False, cache=str(cache))
+    x, y = next(iter(ds))
+    np.testing.assert_array_equal(x.numpy(), np.stack(in_memory.images))
+    np.testing.assert_array_equal(y.numpy()[..., 0], np.stack(in_memory.masks))
+    assert list(cache.parent.glob("train*")), "no cache file written"
+    shutil.rmtree(path / "images")  # from now on only the cache can serve the data
+    x2, _ = next(iter(ds))
+    np.testing.assert_array_equal(x2.numpy(), x.numpy())
+
+
 REAL = {
     "isbi2012_membrane": dict(labels={"background": 255, "membrane": 0}, channels=None, k=2),
     "dsb2018_nuclei": dict(labels=None, channels=3, k=2),

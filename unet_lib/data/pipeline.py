@@ -204,11 +204,40 @@ def _as_weights(sample_weights, masks):
     return out, "pixel"
 
 
-def _output_sizes(images, patch, pad_multiple) -> set[tuple[int, int]]:
-    """The distinct ``(h, w)`` of the elements after patching and padding."""
+def _output_sizes(sizes, patch, pad_multiple) -> set[tuple[int, int]]:
+    """The distinct ``(h, w)`` of the elements (source ``sizes``) after patching and padding."""
     multiple = _pair(pad_multiple or 1, "pad_multiple")
-    sizes = {patch} if patch is not None else {a.shape[:2] for a in images}
+    sizes = {patch} if patch is not None else set(sizes)
     return {tuple(-(-s // m) * m for s, m in zip(size, multiple, strict=True)) for size in sizes}
+
+
+def _file_source(data_dir, labels, channels):
+    """Pairs read from the folder one at a time (for data larger than memory).
+
+    The folder is validated first (every file is read once and dropped); the dataset then
+    decodes each pair when it is needed, so with a cache file nothing is ever held whole.
+
+    Returns:
+        ``(dataset, number of pairs, set of (H, W) sizes)``.
+    """
+    from unet_lib.data.folder import find_pairs, read_image, read_mask, validate_dataset
+
+    summary = validate_dataset(data_dir, labels=labels, channels=channels)
+    pairs = find_pairs(data_dir)
+    mapping, depth = summary.mapping, summary.channels
+
+    def generate():
+        for pair in pairs:
+            image = read_image(pair.image_path, channels=depth)
+            mask = mapping.encode(read_mask(pair.mask_path), pair.mask_path)
+            yield image, mask.astype(np.int32)[..., None]
+
+    specs = (
+        tf.TensorSpec((None, None, depth), tf.float32),
+        tf.TensorSpec((None, None, 1), tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(generate, output_signature=specs)
+    return ds, summary.num_pairs, set(summary.sizes)
 
 
 def _source(images, masks, weights) -> tf.data.Dataset:
@@ -265,7 +294,9 @@ def make_dataset(
         shuffle: seeded shuffle, a new order each epoch (``shuffle_buffer`` elements; default
             the whole dataset up to 4096).
         cache: ``True`` / ``"memory"``: cache the source in memory; a path string: a cache
-            file (for data larger than memory); ``False``: no cache.
+            file. With a folder as ``images`` and a cache file, pairs are read from disk one
+            at a time and the whole dataset is never held in memory (data larger than
+            memory); ``False``: no cache.
         seed: seeds the shuffle, the patches and the augmentation.
         deterministic: ``tf.data`` ``options.deterministic``: a fixed element order despite
             the parallel maps (same seed -> the same batches).
@@ -298,13 +329,24 @@ def make_dataset(
     if augment is not None and not isinstance(augment, AugmentConfig):
         raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment)}")
     patch = None if patch_size is None else _pair(patch_size, "patch_size")
-    images, masks = _as_arrays(images, masks, labels, channels)
-    weights, weight_kind = _as_weights(sample_weights, masks)
-    ds = _source(images, masks, weights)
-    if len(_output_sizes(images, patch, pad_multiple)) > 1 and batch_size > 1:
-        sizes = sorted({a.shape[:2] for a in images})[:4]
+    streaming = (
+        isinstance(images, str | Path)
+        and isinstance(cache, str | Path)
+        and cache not in ("", "memory")
+        and masks is None
+        and sample_weights is None
+    )
+    if streaming:  # a folder and a cache file: never hold the whole dataset in memory
+        ds, count, sizes = _file_source(images, labels, channels)
+        weight_kind = None
+    else:
+        images, masks = _as_arrays(images, masks, labels, channels)
+        weights, weight_kind = _as_weights(sample_weights, masks)
+        ds = _source(images, masks, weights)
+        count, sizes = len(images), {a.shape[:2] for a in images}
+    if len(_output_sizes(sizes, patch, pad_multiple)) > 1 and batch_size > 1:
         raise ValueError(
-            f"images have different sizes (e.g. {sizes}): pass patch_size=... "
+            f"images have different sizes (e.g. {sorted(sizes)[:4]}): pass patch_size=... "
             "to train on equal patches, or batch_size=1"
         )
     if cache is True or cache == "memory":
@@ -315,7 +357,7 @@ def make_dataset(
     elif cache not in (False, None):
         raise ValueError(f"cache must be True, 'memory', a file path or False, got {cache!r}")
     if shuffle:
-        buffer = shuffle_buffer or min(len(images), 4096)
+        buffer = shuffle_buffer or min(count, 4096)
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
@@ -379,7 +421,8 @@ def make_eval_dataset(
     """
     images, masks = _as_arrays(images, masks, labels, channels)
     if batch_size is None:
-        batch_size = 8 if len(_output_sizes(images, None, pad_multiple)) == 1 else 1
+        sizes = {a.shape[:2] for a in images}
+        batch_size = 8 if len(_output_sizes(sizes, None, pad_multiple)) == 1 else 1
     return make_dataset(
         images,
         masks,
