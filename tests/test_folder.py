@@ -1,4 +1,8 @@
-"""Tests for unet_lib.data.folder: pairing, reading, label mappings, validation, splits."""
+"""Tests for unet_lib.data.folder: pairing, validation, loading, dataset.json in a folder.
+
+Unit tests of the parts split out of folder.py: test_labels.py, test_files.py (reading),
+test_splits.py.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,7 @@ from unet_lib import IGNORE_LABEL
 from unet_lib.data import (
     IMAGE_EXTENSIONS,
     DatasetError,
-    LabelMapping,
     find_pairs,
-    infer_label_mapping,
     load_dataset,
     load_label_mapping,
     read_image,
@@ -232,63 +234,7 @@ def test_mixed_channels_converted_when_asked(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------
-
-
-def test_read_16bit_image_and_mask(tmp_path):
-    img = np.array([[0, 65535], [32768, 1000]], np.uint16)
-    cv2.imwrite(str(tmp_path / "i.png"), img)
-    cv2.imwrite(str(tmp_path / "i.tif"), img)
-    for name in ("i.png", "i.tif"):
-        out = read_image(tmp_path / name)
-        assert out.dtype == np.float32 and out.shape == (2, 2, 1)
-        np.testing.assert_allclose(out[..., 0], img / 65535.0, rtol=1e-6)
-    mask = np.array([[1000, 2000], [2000, 1000]], np.uint16)
-    cv2.imwrite(str(tmp_path / "m.png"), mask)
-    raw = read_mask(tmp_path / "m.png")
-    assert raw.dtype == np.uint16 and raw.tolist() == mask.tolist()
-    m = LabelMapping.from_dict({"labels": {"a": 1000, "b": 2000}})
-    assert m.encode(raw).tolist() == [[0, 1], [1, 0]]
-    assert m.decode(np.array([0, 1])).dtype == np.uint16
-
-
-def test_read_rgba_drops_alpha_and_returns_rgb(tmp_path):
-    bgra = np.zeros((2, 3, 4), np.uint8)
-    bgra[..., 0] = 10  # B
-    bgra[..., 1] = 20  # G
-    bgra[..., 2] = 30  # R
-    bgra[..., 3] = 128  # alpha
-    cv2.imwrite(str(tmp_path / "a.png"), bgra)
-    out = read_image(tmp_path / "a.png")
-    assert out.shape == (2, 3, 3)
-    np.testing.assert_allclose(out[0, 0] * 255, [30, 20, 10], atol=1e-4)
-    assert read_image(tmp_path / "a.png", channels=1).shape == (2, 3, 1)
-
-
-def test_read_8bit_scaling_and_errors(tmp_path):
-    cv2.imwrite(str(tmp_path / "a.bmp"), np.array([[0, 255, 51]], np.uint8))
-    np.testing.assert_allclose(read_image(tmp_path / "a.bmp")[0, :, 0], [0, 1, 0.2], atol=1e-7)
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(DatasetError, match="empty.png: empty file"):
-        read_image(tmp_path / "empty.png")
-    with pytest.raises(DatasetError, match="missing.png"):
-        read_image(tmp_path / "missing.png")
-
-
-def test_colour_masks(tmp_path):
-    same = np.repeat(binary_mask()[..., None], 3, axis=2)
-    cv2.imwrite(str(tmp_path / "grey_as_rgb.png"), same)
-    assert read_mask(tmp_path / "grey_as_rgb.png").shape == (8, 8)
-    colour = same.copy()
-    colour[0, 0] = (0, 0, 255)
-    cv2.imwrite(str(tmp_path / "colour.png"), colour)
-    with pytest.raises(DatasetError, match="colour.png: colour mask"):
-        read_mask(tmp_path / "colour.png")
-
-
-# --------------------------------------------------------------------------------------
-# label mappings
+# label mappings in dataset folders (unit tests: test_labels.py)
 # --------------------------------------------------------------------------------------
 
 
@@ -315,33 +261,6 @@ def test_dataset_json_lists_and_ignore_value(tmp_path):
     assert summary.mapping_source == "dataset.json"
     text = str(summary)
     assert "ignored (mask value 11)" in text and "50.00 %" in text
-
-
-@pytest.mark.parametrize(
-    "values, fg_value, names",
-    [
-        ({0, 255}, 255, ("background", "foreground")),
-        ({0, 1}, 1, ("background", "foreground")),
-        ({255}, 255, ("background", "foreground")),
-        ({0, 1, 2, 3}, None, ("background", "class_1", "class_2", "class_3")),
-    ],
-)
-def test_infer_label_mapping(values, fg_value, names):
-    m = infer_label_mapping(values)
-    assert m.class_names == names
-    if fg_value is not None:
-        assert m.is_binary and m.values == ((0,), (fg_value,)) and m.model_num_classes == 1
-    else:
-        assert m.num_classes == 4 and m.model_num_classes == 4
-
-
-@pytest.mark.parametrize("values", [{0, 128, 255}, {0, 2}, {1, 2, 3}, set(range(1, 200))])
-def test_infer_rejects_other_values_and_shows_dataset_json(values):
-    with pytest.raises(DatasetError) as e:
-        infer_label_mapping(values, data_dir="/some/dir")
-    msg = str(e.value)
-    assert "/some/dir/dataset.json" in msg and '{"labels": {' in msg
-    assert str(min(values)) in msg
 
 
 def test_inferred_mapping_in_dataset(tmp_path):
@@ -392,91 +311,6 @@ def test_malformed_dataset_json_named(tmp_path):
         validate_dataset(ds)
     with pytest.raises(DatasetError, match="labels file not found"):
         load_label_mapping(ds, "nope.json")
-
-
-@pytest.mark.parametrize(
-    "d, match",
-    [
-        ({"labels": {"only": 0}}, "at least 2 classes"),
-        ({"labels": {"a": 0, "b": 1}, "ignore_value": 1}, "ignore_value 1"),
-        ({"labels": {"a": 0, "b": 70000}}, "0..65535"),
-        ({"labels": {"a": 0, "b": "x"}}, "integer"),
-        ({"labels": {"a": 0, "b": []}}, "no grey values"),
-        ({"labels": {}}, "empty"),
-        ([1, 2], "must be a dict"),
-    ],
-)
-def test_label_mapping_rejects_bad_dicts(d, match):
-    with pytest.raises(ValueError, match=match):
-        LabelMapping.from_dict(d)
-
-
-def test_label_mapping_round_trip_encode_decode():
-    m = LabelMapping.from_dict({**VNC_LABELS, "ignore_value": 7})
-    assert LabelMapping.from_dict(m.to_dict()) == m
-    assert m.to_dict()["labels"]["membrane"] == [0, 32, 64, 96, 128]
-    raw = np.array([[0, 96, 159], [223, 255, 7]], np.uint8)
-    labels = m.encode(raw)
-    assert labels.dtype == np.int32 and labels.tolist() == [[0, 0, 1], [3, 4, IGNORE_LABEL]]
-    # decode gives the first value of each class (96 -> 0) and the ignore value
-    assert m.decode(labels).tolist() == [[0, 0, 159], [223, 255, 7]]
-    assert m.decode(labels).dtype == np.uint8
-    with pytest.raises(ValueError, match="outside"):
-        m.decode(np.array([5]))
-    with pytest.raises(DatasetError) as e:
-        m.encode(np.array([[3, 0, 250, 300]]), path="masks/x.png")
-    assert "masks/x.png" in str(e.value) and "{3, 250, 300}" in str(e.value)
-
-
-# --------------------------------------------------------------------------------------
-# splits
-# --------------------------------------------------------------------------------------
-
-STEMS = [f"slice_{i}" for i in range(20)]
-
-
-def test_split_same_seed_same_split_and_order_independent():
-    a = split_dataset(STEMS, val_fraction=0.25, seed=3)
-    b = split_dataset(list(reversed(STEMS)), val_fraction=0.25, seed=3)
-    assert a == b
-    assert len(a["val"]) == 5 and len(a["train"]) == 15 and a["test"] == []
-    assert set(a["train"]) | set(a["val"]) == set(STEMS)
-    assert split_dataset(STEMS, val_fraction=0.25, seed=4) != a
-
-
-def test_split_contiguous_blocks_at_the_end():
-    s = split_dataset(STEMS, val_fraction=0.2, test_fraction=0.1, contiguous=True)
-    # natural order: slice_2 before slice_10; [train | val | test]
-    assert s["test"] == ["slice_18", "slice_19"]
-    assert s["val"] == ["slice_14", "slice_15", "slice_16", "slice_17"]
-    assert s["train"] == [f"slice_{i}" for i in range(14)]
-    assert split_dataset(STEMS, contiguous=True, seed=1) == split_dataset(STEMS, contiguous=True)
-
-
-def test_split_explicit_lists():
-    s = split_dataset(STEMS, val_stems=["slice_3", "slice_1"], test_stems=["slice_0"])
-    assert s["val"] == ["slice_1", "slice_3"] and s["test"] == ["slice_0"]
-    assert len(s["train"]) == 17
-    # an explicit val list with a test fraction drawn from the rest
-    s = split_dataset(STEMS, val_stems=["slice_0"], test_fraction=0.1, seed=0)
-    assert s["val"] == ["slice_0"] and len(s["test"]) == 2 and "slice_0" not in s["test"]
-    with pytest.raises(ValueError, match="not in the dataset"):
-        split_dataset(STEMS, val_stems=["nope"])
-    with pytest.raises(ValueError, match="both"):
-        split_dataset(STEMS, val_stems=["slice_1"], test_stems=["slice_1"])
-
-
-def test_split_fractions_and_errors():
-    s = split_dataset(STEMS, val_fraction=0.1, test_fraction=0.3, seed=0)
-    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (12, 2, 6)
-    assert split_dataset(["a", "b"], val_fraction=0.1)["val"] != []  # at least one
-    assert split_dataset(STEMS, val_fraction=0.0)["train"] == STEMS
-    with pytest.raises(ValueError, match="val_fraction"):
-        split_dataset(STEMS, val_fraction=1.0)
-    with pytest.raises(ValueError, match="no stems left"):
-        split_dataset(["a"], val_fraction=0.2)
-    with pytest.raises(ValueError, match="duplicate"):
-        split_dataset(["a", "a", "b"])
 
 
 def test_loaded_dataset_select(tmp_path):
@@ -553,3 +387,13 @@ def test_import_is_light_and_lazy_names_listed():
 
     with pytest.raises(AttributeError, match="no attribute"):
         unet_lib.data.not_a_name  # noqa: B018
+
+
+def test_split_out_names_still_importable_from_folder():
+    # labels, files and splits were split out of folder.py, which re-exports their names
+    from unet_lib.data import files, folder, labels, splits
+
+    for module in (files, labels, splits):
+        for name in module.__all__:
+            assert getattr(folder, name) is getattr(module, name), name
+    assert set(folder.__all__) >= set(files.__all__) | set(labels.__all__) | set(splits.__all__)

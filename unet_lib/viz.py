@@ -3,14 +3,22 @@
 Every ``plot_*`` function returns the Matplotlib ``Figure`` (a pyplot figure: it shows in
 notebooks and with ``plt.show()``; in loops close it with ``plt.close(fig)``) and takes
 ``save=None``: a path where the figure is written atomically (to a temporary file in the same
-folder, then ``os.replace``) at ``SAVE_DPI`` dots per inch; the format follows the suffix.
+folder, then ``os.replace``; see :func:`save_figure`) at ``SAVE_DPI`` dots per inch; the
+format follows the suffix.
 
 Inputs follow the tensor conventions of ARCHITECTURE.md: images ``(H, W, C)`` float in
 ``[0, 1]`` (``(H, W)`` grey and ``uint8`` also accepted), label maps ``(H, W)`` or
 ``(H, W, 1)`` integers ``0 .. K-1`` with ignored pixels ``-1`` (every negative value is drawn
 as ignored). Colours come from :func:`label_colors` (Okabe-Ito, colour-blind friendly).
 
-This module imports numpy, OpenCV and Matplotlib only (no TensorFlow, no Keras).
+The image figures (``plot_samples``, ``plot_augmentations``, ``plot_prediction``) are
+defined here; the rest lives in its own module and is re-exported, so every name stays
+importable from ``unet_lib.viz``: colours and overlays in :mod:`unet_lib.overlay`, curves and
+scores (``plot_history``, ``plot_per_class``, ``plot_confusion_matrix``) in
+:mod:`unet_lib.charts`, and :func:`save_figure` in :mod:`unet_lib.figures`.
+
+This module and the ones it uses import numpy, OpenCV and Matplotlib only (no TensorFlow, no
+Keras).
 
 Example:
     >>> fig = plot_samples(images, masks, predictions, scores=dice, rank="worst", save="w.png")
@@ -18,19 +26,28 @@ Example:
 
 from __future__ import annotations
 
-import colorsys
-import csv
 import math
-import os
-import uuid
-from collections.abc import Mapping
-from pathlib import Path
 
-import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+
+from unet_lib.charts import plot_confusion_matrix, plot_history, plot_per_class
+from unet_lib.figures import SAVE_DPI, _finish, save_figure
+from unet_lib.overlay import (
+    _OVERLAY_MODES,
+    IGNORE_COLOR,
+    _check_alpha,
+    _colorize,
+    _compare,
+    _palette,
+    _prediction_labels,
+    _to_labels,
+    _to_rgb,
+    label_colors,
+    overlay,
+)
+from unet_lib.overlay import TRUTH_OUTLINE_COLOR as TRUTH_OUTLINE_COLOR
 
 __all__ = [
     "IGNORE_COLOR",
@@ -46,284 +63,7 @@ __all__ = [
     "save_figure",
 ]
 
-#: Resolution of saved figures.
-SAVE_DPI = 100
-#: Colour of ignored pixels (label < 0): neutral mid grey.
-IGNORE_COLOR = (128, 128, 128)
-#: Colour of the truth outline in prediction-vs-truth overlays.
-TRUTH_OUTLINE_COLOR = (255, 255, 255)
-
-# Class 0 (background) black, then the Okabe-Ito palette (black left out) and Paul Tol's
-# "muted" scheme; further classes get golden-ratio spaced hues.
-_PALETTE = (
-    (0, 0, 0),
-    (230, 159, 0),  # orange
-    (86, 180, 233),  # sky blue
-    (0, 158, 115),  # bluish green
-    (213, 94, 0),  # vermillion
-    (0, 114, 178),  # blue
-    (204, 121, 167),  # reddish purple
-    (240, 228, 66),  # yellow
-    (204, 102, 119),  # rose
-    (51, 34, 136),  # indigo
-    (221, 204, 119),  # sand
-    (17, 119, 51),  # green
-    (136, 204, 238),  # cyan
-    (68, 170, 153),  # teal
-    (153, 153, 51),  # olive
-    (136, 34, 85),  # wine
-    (170, 68, 153),  # purple
-)
-_OVERLAY_MODES = ("tint", "outline")
 _RANKS = ("none", "worst", "best")
-
-
-# --------------------------------------------------------------------------- saving
-
-
-def save_figure(fig, path, *, dpi: int = SAVE_DPI) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
-
-    Args:
-        fig: a Matplotlib figure.
-        path: destination; the suffix picks the format (``.png`` when there is none). Missing
-            parent folders are created.
-        dpi: resolution.
-
-    Returns:
-        The destination path.
-
-    Example:
-        >>> save_figure(fig, "figures/history.png")
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix[1:].lower() or "png"
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _finish(fig, save):
-    if save is not None:
-        save_figure(fig, save)
-    return fig
-
-
-# --------------------------------------------------------------------------- colours, arrays
-
-
-def label_colors(num_label_classes: int) -> np.ndarray:
-    """A fixed colour-blind-friendly palette: one RGB colour per label class.
-
-    Class 0 (background) is black (left untouched by :func:`overlay`); classes 1-7 follow the
-    Okabe-Ito palette (orange, sky blue, bluish green, vermillion, blue, reddish purple,
-    yellow), then Paul Tol's muted scheme, then golden-ratio spaced hues.
-
-    Args:
-        num_label_classes: the number of label classes ``K`` (``2`` for a binary model).
-
-    Returns:
-        ``(K, 3)`` uint8 array.
-
-    Example:
-        >>> label_colors(2)
-        array([[  0,   0,   0],
-               [230, 159,   0]], dtype=uint8)
-    """
-    if isinstance(num_label_classes, bool) or not isinstance(num_label_classes, int | np.integer):
-        raise ValueError(f"num_label_classes must be an int, got {num_label_classes!r}.")
-    if num_label_classes < 0:
-        raise ValueError(f"num_label_classes must be >= 0, got {num_label_classes}.")
-    colors = list(_PALETTE[:num_label_classes])
-    for i in range(len(colors), num_label_classes):
-        hue = (0.11 + i * 0.618033988749895) % 1.0
-        rgb = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
-        colors.append(tuple(round(255 * v) for v in rgb))
-    return np.asarray(colors, np.uint8).reshape(num_label_classes, 3)
-
-
-def _to_rgb(image, name: str = "image") -> np.ndarray:
-    """Display version of an image: ``(H, W, 3)`` uint8.
-
-    ``(H, W)`` / ``(H, W, 1)`` grey -> grey RGB; 2 channels -> ``(c0, c1, 0)``; 3 or more ->
-    the first three. Floats are clipped to ``[0, 1]`` (min-max rescaled when they leave that
-    range, e.g. standardised images); unsigned integers are scaled by their dtype's maximum.
-    """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got {arr.shape}.")
-    if arr.dtype == np.uint8:
-        out = arr
-    elif arr.dtype == bool:
-        out = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.unsignedinteger):
-        out = np.round(arr / np.iinfo(arr.dtype).max * 255).astype(np.uint8)
-    else:  # floats and signed integers
-        f = np.nan_to_num(arr.astype(np.float32))
-        lo, hi = (float(f.min()), float(f.max())) if f.size else (0.0, 1.0)
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            f = (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
-        out = np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)
-    if out.ndim == 2:
-        return np.repeat(out[..., None], 3, axis=-1)
-    c = out.shape[-1]
-    if c == 2:
-        return np.concatenate([out, np.zeros_like(out[..., :1])], axis=-1)
-    return np.ascontiguousarray(out[..., :3])
-
-
-def _to_labels(labels, name: str = "labels") -> np.ndarray:
-    """``(H, W)`` int32 label map from ``(H, W)`` / ``(H, W, 1)`` integers."""
-    arr = np.asarray(labels)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a label map of shape (H, W) or (H, W, 1), got {arr.shape}; "
-            "pass the argmax of probabilities, not the probabilities."
-        )
-    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.int32, copy=False)
-    if np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr)):
-        return arr.astype(np.int32)
-    raise ValueError(f"{name} must hold integer class indices, got non-integer {arr.dtype}.")
-
-
-def _prediction_labels(pred, name: str = "prediction") -> np.ndarray:
-    """Label map from a label map or probabilities (``(H, W, K)`` argmax, binary > 0.5)."""
-    arr = np.asarray(pred)
-    if arr.ndim == 3 and arr.shape[-1] > 1:
-        return np.argmax(arr, axis=-1).astype(np.int32)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
-        return (arr > 0.5).astype(np.int32)
-    return _to_labels(arr, name)
-
-
-def _palette(labels_list, colors) -> np.ndarray:
-    top = max((int(lab.max()) for lab in labels_list if lab.size), default=0)
-    if colors is None:
-        return label_colors(max(top + 1, 2))
-    pal = np.asarray(colors)
-    if pal.ndim != 2 or pal.shape[1] != 3:
-        raise ValueError(f"colors must have shape (K, 3) (RGB per class), got {pal.shape}.")
-    if pal.shape[0] <= top:
-        raise ValueError(
-            f"colors has {pal.shape[0]} entries but the labels reach class {top}: "
-            "give one colour per class (see label_colors(K))."
-        )
-    if np.issubdtype(pal.dtype, np.floating) and pal.max() <= 1.0:
-        pal = pal * 255
-    return np.clip(np.round(pal), 0, 255).astype(np.uint8)
-
-
-def _colorize(labels: np.ndarray, pal: np.ndarray) -> np.ndarray:
-    """RGB picture of a label map: class colours, ignored pixels ``IGNORE_COLOR``."""
-    out = pal[np.clip(labels, 0, None)]
-    out[labels < 0] = IGNORE_COLOR
-    return out
-
-
-def _boundary(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
-    """Inner boundary of a boolean region: its pixels with an 8-neighbour outside it."""
-    m = mask.astype(np.uint8)
-    inner = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=thickness)
-    return (m > 0) & (inner == 0)
-
-
-def _draw_outline(out, labels, pal, color=None, thickness: int = 1) -> None:
-    """Outline every class >= 1 in place, in its class colour (or one ``color``)."""
-    for c in np.unique(labels):
-        if c < 1:
-            continue
-        edge = _boundary(labels == c, thickness)
-        out[edge] = pal[c] if color is None else color
-
-
-def _tint(out, base, labels, pal, alpha, ignore_color) -> None:
-    fg = labels >= 1
-    mixed = (1 - alpha) * base[fg] + alpha * pal[labels[fg]].astype(np.float32)
-    out[fg] = np.round(mixed).astype(np.uint8)
-    if ignore_color is not None:
-        ign = labels < 0
-        mixed = (1 - alpha) * base[ign] + alpha * np.asarray(ignore_color, np.float32)
-        out[ign] = np.round(mixed).astype(np.uint8)
-
-
-def _check_alpha(alpha) -> float:
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    return float(alpha)
-
-
-def overlay(
-    image,
-    labels,
-    *,
-    mode: str = "tint",
-    alpha: float = 0.45,
-    colors=None,
-    ignore_color=IGNORE_COLOR,
-    thickness: int = 1,
-) -> np.ndarray:
-    """Draw a label map over an image.
-
-    ``"tint"`` mixes each labelled pixel with its class colour,
-    ``out = (1 - alpha) * image + alpha * color``; ``"outline"`` paints the inner boundary of
-    each class region (pixels with an 8-neighbour of another label, ``thickness`` pixels
-    wide) in the opaque class colour. Background (class 0) pixels keep the image unchanged
-    (grey images stay grey); ignored pixels (``< 0``) are tinted with ``ignore_color``
-    (``None`` leaves them) in tint mode and left unchanged in outline mode.
-
-    Args:
-        image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, C)`` image, float in ``[0, 1]`` or uint8.
-        labels: ``(H, W)`` or ``(H, W, 1)`` integer label map.
-        mode: ``"tint"`` or ``"outline"``.
-        alpha: tint opacity in ``[0, 1]``.
-        colors: ``(K, 3)`` RGB per class (uint8, or floats in ``[0, 1]``); default
-            :func:`label_colors`.
-        ignore_color: RGB for ignored pixels in tint mode, or ``None``.
-        thickness: outline width in pixels.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB.
-
-    Example:
-        >>> rgb = overlay(image, mask, mode="outline")
-        >>> rgb.shape, rgb.dtype
-        ((64, 64, 3), dtype('uint8'))
-    """
-    if mode not in _OVERLAY_MODES:
-        raise ValueError(f"mode must be one of {_OVERLAY_MODES}, got {mode!r}.")
-    alpha = _check_alpha(alpha)
-    base = _to_rgb(image)
-    lab = _to_labels(labels)
-    if lab.shape != base.shape[:2]:
-        raise ValueError(f"labels shape {lab.shape} does not match image shape {base.shape[:2]}.")
-    pal = _palette([lab], colors)
-    out = base.copy()
-    if mode == "tint":
-        _tint(out, base.astype(np.float32), lab, pal, alpha, ignore_color)
-    else:
-        _draw_outline(out, lab, pal, thickness=thickness)
-    return out
-
-
-def _compare(image, truth, pred, pal, mode, alpha) -> np.ndarray:
-    """Prediction drawn with ``mode``, truth outlined in ``TRUTH_OUTLINE_COLOR`` on top."""
-    out = overlay(image, pred, mode=mode, alpha=alpha, colors=pal)
-    _draw_outline(out, truth, pal, color=TRUTH_OUTLINE_COLOR)
-    return out
 
 
 def _show(ax, picture, title=None, **kwargs) -> None:
@@ -580,226 +320,4 @@ def plot_prediction(
         axes[2].set_title(title, fontsize=9)
         fig.colorbar(im, ax=axes[2], shrink=0.8)
     _legend(fig, class_names, pal)
-    return _finish(fig, save)
-
-
-# --------------------------------------------------------------------------- curves and scores
-
-
-def _read_history(history) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """``(columns, epochs)`` from a dict, a Keras History or a CSVLogger file."""
-    epochs = None
-    if isinstance(history, str | os.PathLike):
-        path = Path(history)
-        if not path.is_file():
-            raise FileNotFoundError(f"history CSV {path} not found: pass the CSVLogger file.")
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows:
-            raise ValueError(f"history CSV {path} has no rows (training wrote no epoch yet).")
-        data = {
-            key: [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
-            for key in rows[0]
-            if key is not None
-        }
-    elif hasattr(history, "history") and isinstance(history.history, Mapping):
-        data = dict(history.history)
-        if getattr(history, "epoch", None):
-            epochs = np.asarray(history.epoch, np.float64) + 1
-    elif isinstance(history, Mapping):
-        data = dict(history)
-    else:
-        raise TypeError(
-            "history must be a dict of lists, a keras History or a CSVLogger path, "
-            f"got {type(history).__name__}."
-        )
-    columns = {k: np.asarray(v, np.float64).reshape(-1) for k, v in data.items()}
-    if "epoch" in columns:
-        epochs = columns.pop("epoch") + 1  # CSVLogger counts from 0
-    return columns, epochs
-
-
-def plot_history(history, *, metrics=None, log_loss: bool = False, ncols: int = 3, save=None):
-    """Training curves: one panel per metric with its train and validation lines.
-
-    Args:
-        history: a dict ``name -> list`` (``History.history``), a keras ``History`` or the
-            path of a ``CSVLogger`` file (columns ``epoch, loss, val_loss, dice, ...``).
-        metrics: metric names to plot (``"val_"`` prefixes are dropped); default every
-            metric, ``loss`` first.
-        log_loss: log scale for panels whose name contains ``loss`` (positive values only).
-        ncols: panels per row.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (one axes per metric). Epochs are counted from 1; the best validation
-        loss is marked.
-
-    Example:
-        >>> fig = plot_history("runs/exp1/history.csv", metrics=["loss", "dice"], log_loss=True)
-    """
-    columns, epochs = _read_history(history)
-    names: list[str] = []
-    for key in columns:
-        base = key[4:] if key.startswith("val_") else key
-        if base not in names:
-            names.append(base)
-    if "loss" in names:
-        names.remove("loss")
-        names.insert(0, "loss")
-    if metrics is not None:
-        wanted = [metrics] if isinstance(metrics, str) else list(metrics)
-        wanted = [m[4:] if m.startswith("val_") else m for m in wanted]
-        missing = [m for m in wanted if m not in names]
-        if missing:
-            raise ValueError(f"history has no metric {missing}; available: {names}.")
-        names = wanted
-    if not names:
-        raise ValueError("history holds no metric to plot.")
-    ncols = max(1, min(int(ncols), len(names)))
-    nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False, layout="constrained"
-    )
-    flat = axes.ravel()
-    for ax, name in zip(flat, names, strict=False):
-        for key, label, style in ((name, "train", "-"), (f"val_{name}", "val", "--")):
-            if key not in columns:
-                continue
-            y = columns[key]
-            x = epochs[: y.size] if epochs is not None else np.arange(1, y.size + 1)
-            marker = "o" if y.size <= 30 else None
-            ax.plot(x, y, style, marker=marker, markersize=3, label=label)
-            if label == "val" and "loss" in name and np.isfinite(y).any():
-                best = int(np.nanargmin(y))
-                ax.plot(x[best], y[best], "*", color="k", markersize=9, label="best val")
-        if log_loss and "loss" in name:
-            values = np.concatenate([columns[k] for k in (name, f"val_{name}") if k in columns])
-            if np.all(values[np.isfinite(values)] > 0):
-                ax.set_yscale("log")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in flat[len(names) :]:
-        fig.delaxes(ax)
-    return _finish(fig, save)
-
-
-def plot_per_class(per_class, *, metrics=("dice", "iou"), title=None, save=None):
-    """Grouped bar chart of per-class scores; undefined (NaN) scores are shown as ``n/a``.
-
-    Args:
-        per_class: a dict ``class name -> {"dice": ..., "iou": ..., ...}`` (a missing metric
-            counts as NaN).
-        metrics: the metrics to show, one bar per class and metric.
-        title: optional axes title.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (one axes). NaN (class absent from truth and prediction) gets no bar, an
-        ``n/a`` mark and a note below the chart.
-
-    Example:
-        >>> fig = plot_per_class({"background": {"dice": 0.98, "iou": 0.96},
-        ...                       "nucleus": {"dice": 0.81, "iou": 0.68}})
-    """
-    if not isinstance(per_class, Mapping) or not per_class:
-        raise ValueError("per_class must be a non-empty dict: class name -> {metric: value}.")
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    if not metrics:
-        raise ValueError("metrics is empty: name at least one metric, e.g. ('dice',).")
-    names = [str(k) for k in per_class]
-    values = np.array(
-        [[float(dict(v).get(m, math.nan)) for m in metrics] for v in per_class.values()],
-        np.float64,
-    )
-    fig, ax = plt.subplots(
-        figsize=(max(4.0, 1.0 + 0.5 * len(names) * len(metrics) + 0.4 * len(names)), 3.6),
-        layout="constrained",
-    )
-    width = 0.8 / len(metrics)
-    x = np.arange(len(names))
-    top = max(1.0, float(np.nanmax(values)) if np.isfinite(values).any() else 1.0)
-    cmap = plt.get_cmap("tab10")
-    for j, metric in enumerate(metrics):
-        pos = x - 0.4 + width * (j + 0.5)
-        col = values[:, j]
-        ok = np.isfinite(col)
-        bars = ax.bar(pos[ok], col[ok], width, label=metric, color=cmap(j))
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-        for p in pos[~ok]:
-            ax.text(p, 0.02 * top, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-    if not np.isfinite(values).all():
-        note = "n/a: undefined score (NaN): class absent from truth and prediction"
-        ax.set_xlabel(note, fontsize=7)
-    ax.set_xticks(
-        x, names, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center"
-    )
-    ax.set_ylim(0, 1.1 * top)
-    ax.set_ylabel("score")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    if title:
-        ax.set_title(title)
-    return _finish(fig, save)
-
-
-def plot_confusion_matrix(
-    matrix, class_names=None, *, normalize: bool = True, cmap="Blues", save=None
-):
-    """Confusion matrix heat map (rows: truth, columns: prediction).
-
-    ``normalize=True`` divides each row by its sum (each cell is the fraction of the truth
-    class predicted as the column class; the diagonal is the recall); empty rows are ``NaN``
-    and drawn blank.
-
-    Args:
-        matrix: ``(K, K)`` counts, ``matrix[t, p]`` = pixels of truth ``t`` predicted ``p``.
-        class_names: ``K`` names (default ``0 .. K-1``).
-        normalize: row-normalise.
-        cmap: Matplotlib colour map.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (two axes: the matrix and its colour bar). Cells are annotated when
-        ``K <= 20``.
-
-    Example:
-        >>> fig = plot_confusion_matrix([[50, 2], [5, 43]], ["background", "cell"])
-    """
-    m = np.asarray(matrix, np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
-        raise ValueError(f"matrix must be square (K, K), got shape {m.shape}.")
-    k = m.shape[0]
-    names = [str(i) for i in range(k)] if class_names is None else [str(c) for c in class_names]
-    if len(names) != k:
-        raise ValueError(f"got {len(names)} class names for a {k} x {k} matrix.")
-    if normalize:
-        sums = m.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.where(sums > 0, m / np.where(sums > 0, sums, 1), np.nan)
-    side = min(10.0, 2.0 + 0.55 * k)
-    fig, ax = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
-    vmax = 1.0 if normalize else (float(np.nanmax(m)) if np.isfinite(m).any() else 1.0)
-    im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0.0, vmax=vmax)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    if k <= 20:
-        for t in range(k):
-            for p in range(k):
-                v = m[t, p]
-                if not np.isfinite(v):
-                    text = "-"
-                elif normalize:
-                    text = f"{v:.2f}"
-                else:
-                    text = f"{int(v)}" if v == round(v) and abs(v) < 1e7 else f"{v:.3g}"
-                color = "white" if np.isfinite(v) and v > 0.6 * vmax else "black"
-                ax.text(p, t, text, ha="center", va="center", fontsize=8, color=color)
-    ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("truth")
-    ax.set_title("confusion matrix" + (" (rows normalised)" if normalize else " (pixels)"))
     return _finish(fig, save)

@@ -1,8 +1,10 @@
 """The data layer: dataset folders, the built-in synthetic data, augmentation and tf.data.
 
-``folder`` and ``synthetic`` (NumPy + OpenCV) are imported eagerly; the TensorFlow parts
-(``make_dataset``, ``AugmentConfig``, ``augment_pair``, ``preview_augmentations``) are
-imported on first use, so ``import unet_lib.data`` never imports TensorFlow.
+``labels`` (the ``dataset.json`` label mapping), ``files`` (pairing and reading),
+``folder`` (validation and loading), ``splits`` and ``synthetic`` (NumPy + OpenCV) are
+imported eagerly; the TensorFlow parts (``make_dataset``, ``AugmentConfig``,
+``augment_pair``, ``preview_augmentations``) are imported on first use, so
+``import unet_lib.data`` never imports TensorFlow.
 
 Example:
     >>> from unet_lib.data import ensure_default_dataset, load_dataset, split_dataset
@@ -14,22 +16,15 @@ from __future__ import annotations
 
 import importlib
 
-from unet_lib.data.folder import (
-    IMAGE_EXTENSIONS,
+from unet_lib.data.files import IMAGE_EXTENSIONS, Pair, find_pairs, read_image, read_mask
+from unet_lib.data.folder import DatasetSummary, LoadedDataset, load_dataset, validate_dataset
+from unet_lib.data.labels import (
     DatasetError,
-    DatasetSummary,
     LabelMapping,
-    LoadedDataset,
-    Pair,
-    find_pairs,
     infer_label_mapping,
-    load_dataset,
     load_label_mapping,
-    read_image,
-    read_mask,
-    split_dataset,
-    validate_dataset,
 )
+from unet_lib.data.splits import split_dataset
 from unet_lib.data.synthetic import (
     default_data_dir,
     ensure_default_dataset,

@@ -1,0 +1,87 @@
+"""Tests for unet_lib.overlay: the class palette and label-map overlays."""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+
+from unet_lib import overlay as overlay_module
+from unet_lib.overlay import label_colors, overlay
+
+
+def square_mask(h=12, w=12, top=2, left=3, side=5, value=1):
+    mask = np.zeros((h, w), np.int32)
+    mask[top : top + side, left : left + side] = value
+    return mask
+
+
+def test_label_colors():
+    pal = label_colors(3)
+    assert pal.shape == (3, 3) and pal.dtype == np.uint8
+    assert pal[0].tolist() == [0, 0, 0]  # background black
+    assert pal[1].tolist() == [230, 159, 0]  # Okabe-Ito orange
+    big = label_colors(40)
+    np.testing.assert_array_equal(big[:3], pal)  # fixed: a prefix of the longer palette
+    assert len({tuple(c) for c in big}) == 40  # all distinct
+    assert label_colors(0).shape == (0, 3)
+
+
+def test_overlay_tint_changes_only_labelled_pixels():
+    image = np.full((12, 12, 1), 0.2, np.float32)  # grey 0.2 -> 51
+    mask = square_mask()
+    mask[11, 11] = -1
+    out = overlay(image, mask, alpha=0.45)
+    assert out.shape == (12, 12, 3) and out.dtype == np.uint8
+    background = mask == 0
+    assert (out[background] == 51).all()  # untouched grey
+    orange = np.array([230, 159, 0])
+    expected = np.round(0.55 * 51 + 0.45 * orange)  # 131.55 -> 132, 99.6 -> 100, 28.05 -> 28
+    assert (out[mask == 1] == expected).all()
+    np.testing.assert_array_equal(out[11, 11], np.round(0.55 * 51 + 0.45 * 128))  # ignore grey
+    out = overlay(image, mask, ignore_color=None)
+    assert (out[11, 11] == 51).all()
+
+
+def test_overlay_outline_marks_only_the_boundary():
+    image = np.full((12, 12), 0.5, np.float32)
+    mask = square_mask()  # 5x5 square at rows 2..6, cols 3..7
+    out = overlay(image, mask[..., None], mode="outline")
+    changed = (out != 128).any(-1)
+    ring = np.zeros((12, 12), bool)
+    ring[2:7, 3:8] = True
+    ring[3:6, 4:7] = False  # the 3x3 interior stays
+    np.testing.assert_array_equal(changed, ring)  # 16 boundary pixels
+    assert (out[ring] == [230, 159, 0]).all()
+
+
+def test_overlay_inputs_and_errors():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    assert overlay(rgb, np.zeros((8, 8), np.int64)).shape == (8, 8, 3)
+    two_channel = np.ones((8, 8, 2), np.float32)
+    assert overlay(two_channel, np.zeros((8, 8), int))[0, 0].tolist() == [255, 255, 0]
+    custom = overlay(rgb, np.ones((8, 8), int), colors=[[0, 0, 0], [1.0, 0, 0]], alpha=1)
+    assert (custom == [255, 0, 0]).all()
+    with pytest.raises(ValueError, match="shape"):
+        overlay(rgb, np.zeros((4, 4), int))
+    with pytest.raises(ValueError, match="mode"):
+        overlay(rgb, np.zeros((8, 8), int), mode="fill")
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(rgb, np.zeros((8, 8), int), alpha=1.5)
+    with pytest.raises(ValueError, match="colors"):
+        overlay(rgb, np.full((8, 8), 2), colors=[[0, 0, 0], [255, 0, 0]])
+    with pytest.raises(ValueError, match="integer"):
+        overlay(rgb, np.full((8, 8), 0.4))
+
+
+def test_no_matplotlib_tensorflow_or_keras_import():
+    # pixels only: overlays work without a plotting or deep-learning stack
+    tree = ast.parse(open(overlay_module.__file__).read())
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    assert not imported & {"matplotlib", "tensorflow", "keras", "torch", "jax"}, imported
