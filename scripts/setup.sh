@@ -2,7 +2,11 @@
 # Create (or reuse) the local virtual environment .venv and install the pinned requirements
 # plus unet_lib itself (editable). Re-installs only when requirements.txt or pyproject.toml
 # changed since the last successful install. Source it or run it; it is idempotent.
+# --test also installs requirements-test.txt (the torch and JAX backends, CPU builds) and,
+# where apt works (as root), tcmalloc for the torch tests (optional: skipped if it fails).
 set -euo pipefail
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$repo/.venv"
 python_bin="${PYTHON:-}"
@@ -28,4 +32,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" >"$stamp"
 else
   echo "setup: $venv is up to date"
+fi
+
+if [ "$with_tests" = 1 ]; then
+  test_stamp="$venv/.setup-stamp-test"
+  want_test="$(cat "$repo/requirements-test.txt" | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$test_stamp" ] || [ "$(cat "$test_stamp")" != "$want_test" ]; then
+    echo "setup: installing the test backends (requirements-test.txt)"
+    "$venv/bin/python" -m pip install --quiet -r "$repo/requirements-test.txt"
+    echo "$want_test" >"$test_stamp"
+  fi
+  # torch on a CPU spends most of a U-Net step in page faults with glibc's malloc;
+  # scripts/test.sh preloads tcmalloc when it is there (docs/distributed.md).
+  tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+  if [ ! -e "$tcmalloc" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing libtcmalloc-minimal4 (optional)"
+    { apt-get install -y -q libtcmalloc-minimal4 || { apt-get update -q &&
+      apt-get install -y -q libtcmalloc-minimal4; }; } >/dev/null 2>&1 ||
+      echo "setup: tcmalloc not installed; the torch tests run without it (slower)"
+  fi
 fi

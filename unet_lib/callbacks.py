@@ -140,7 +140,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(keys)
         for i in range(self.epochs_done):
-            writer.writerow([_format(self.history[k][i]) for k in keys])
+            row = [_format(self.history[k][i]) for k in keys]
+            row[0] = str(int(self.history["epoch"][i]))  # "3", also after a resume (3.0)
+            writer.writerow(row)
         return buffer.getvalue()
 
 

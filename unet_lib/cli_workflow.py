@@ -52,6 +52,13 @@ def add_train(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--deterministic", action="store_true", help="reproducible on this CPU")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument(
+        "--devices",
+        metavar="SPEC",
+        help="cpu, cpu:N (N logical CPU devices), gpu, gpu:0,1 (default: UNET_DEVICES, else "
+        "all GPUs); several devices train with MirroredStrategy, TF_CONFIG with several "
+        "workers with MultiWorkerMirroredStrategy; --batch-size is per replica",
+    )
     p.add_argument("--tensorboard", action="store_true", help="write RUN/tensorboard logs")
     p.add_argument("--overwrite", action="store_true", help="start afresh in --out")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
@@ -121,13 +128,16 @@ def run_train(args: argparse.Namespace) -> int:
         verbose=2 if args.quiet else 1,
         tensorboard=args.tensorboard,
         overwrite=args.overwrite,
+        devices=args.devices,
         **train_options(args),
     )
     state = result.state
+    devices = result.config.devices or {}
     print(
         f"train: {state['epochs_done']} epochs in {state['train_seconds']:.0f} s "
         f"({state['stopped_reason']}); best {state['monitor']} {state['best_score']:.4f} at "
-        f"epoch {state['best_epoch']}; model: {result.run_dir / 'best.keras'}"
+        f"epoch {state['best_epoch']}; strategy {devices.get('strategy')}, "
+        f"{devices.get('replicas')} replica(s); model: {result.run_dir / 'best.keras'}"
     )
     if result.config.val_stems:
         report = _evaluate_run(result)

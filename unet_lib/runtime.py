@@ -19,6 +19,15 @@ Rules:
   for this U-Net on a CPU).
 - global batch = per-device batch x replicas.
 
+Which devices: ``device_settings(devices=...)`` or the ``UNET_DEVICES`` environment variable
+(see :mod:`unet_lib.devices`): ``"cpu:2"`` splits the CPU into two logical devices (a real
+``MirroredStrategy`` on one CPU, for tests), ``"gpu:0,1"`` picks GPUs, ``"cpu"`` ignores the
+GPUs. ``MultiWorkerMirroredStrategy`` (:mod:`unet_lib.workers`) must exist before
+TensorFlow starts, so :func:`device_settings` creates it first, once per process, when
+``TF_CONFIG`` names a cluster.
+Non-TensorFlow Keras backends (``KERAS_BACKEND=torch`` / ``jax``) train on one device with
+the default strategy.
+
 Example:
     >>> settings = device_settings(per_device_batch_size=8)
     >>> print(settings.describe())
@@ -33,6 +42,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from unet_lib import workers
+from unet_lib.devices import DEVICES_ENV, check_one_device, select_devices
 
 _PRECISIONS = {
     "auto": "auto",
@@ -272,14 +284,23 @@ def detect_devices() -> list[dict]:
     return [{"device_type": "CPU", "name": d.name} for d in tf.config.list_logical_devices("CPU")]
 
 
+_STRATEGIES: dict[tuple, Any] = {}  # MirroredStrategy per device set, made once
+
+
 def build_strategy(settings: TrainingSettings):
     """The ``tf.distribute`` strategy for decided settings (returns it, also stores it)."""
     import tensorflow as tf
 
     if settings.strategy_name == "multi_worker_mirrored":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = workers.multi_worker_strategy()
     elif settings.strategy_name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy(devices=settings.devices)
+        # One per device set and process: a second MirroredStrategy over the same devices
+        # reuses the collective keys of the first and its all-reduces then fail ("Shape
+        # mismatch in the collective instance").
+        key = ("mirrored", tuple(settings.devices))
+        if key not in _STRATEGIES:
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=settings.devices)
+        strategy = _STRATEGIES[key]
     elif settings.strategy_name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -303,27 +324,78 @@ def device_settings(
     """Detects (or takes) the devices, decides the settings and builds the strategy.
 
     Args:
-        devices: ``None`` to detect, or a list as for :func:`decide_settings` whose names
-            are real devices (e.g. ``["/device:CPU:0", "/device:CPU:1"]``).
+        devices: ``None`` to use ``UNET_DEVICES`` from the environment, or else detect; a
+            choice for :func:`unet_lib.devices.select_devices` (``"cpu:2"``, ``"gpu:0,1"``,
+            ...); or a list of device dicts as for :func:`decide_settings` whose names are
+            real devices.
         per_device_batch_size, precision, jit_compile: as for :func:`decide_settings`.
 
     Returns:
         :class:`TrainingSettings` with a ready ``strategy``. ``TF_CONFIG`` is read from the
-        environment.
+        environment. Under the torch or JAX Keras backend the strategy is TensorFlow's
+        default one (it only serves as a no-op ``scope()``) and there is one replica.
 
     Example:
         >>> settings = device_settings(per_device_batch_size=4)
         >>> settings.strategy_name, settings.global_batch_size
         ('default', 4)
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        check_one_device(devices if devices is not None else os.environ.get(DEVICES_ENV))
+        return _other_backend_settings(per_device_batch_size, precision, jit_compile)
+    tf_config = os.environ.get("TF_CONFIG")
+    if _cluster_workers(tf_config) > 1:
+        workers.multi_worker_strategy()  # before anything starts TensorFlow
+    if devices is None:
+        devices = os.environ.get(DEVICES_ENV) or None
+    described = isinstance(devices, list) and bool(devices) and isinstance(devices[0], dict)
+    if not described:
+        devices = select_devices(devices)
     settings = decide_settings(
         detect_devices() if devices is None else devices,
         per_device_batch_size=per_device_batch_size,
         precision=precision,
         jit_compile=jit_compile,
-        tf_config=os.environ.get("TF_CONFIG"),
+        tf_config=tf_config,
     )
     build_strategy(settings)
+    return settings
+
+
+def _other_backend_settings(per_device_batch_size, precision, jit_compile) -> TrainingSettings:
+    """One device, the default strategy: torch / JAX training is not distributed here."""
+    import keras
+    import tensorflow as tf
+
+    backend = keras.backend.backend()
+    kind = "cpu"
+    if backend == "jax":
+        import jax
+
+        kind = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+    elif backend == "torch":
+        import torch
+
+        kind = "gpu" if torch.cuda.is_available() else "cpu"
+    device = {"device_type": kind.upper()}
+    if kind == "gpu" and backend == "torch":
+        import torch
+
+        device["compute_capability"] = torch.cuda.get_device_capability()
+    settings = decide_settings(
+        [device],
+        per_device_batch_size=per_device_batch_size,
+        precision=precision,
+        jit_compile=jit_compile if jit_compile != "auto" else backend == "jax",
+    )
+    settings.strategy = tf.distribute.get_strategy()
+    settings.reasons["strategy"] = f"{backend} backend: one device, no tf.distribute"
+    if jit_compile == "auto":
+        settings.reasons["jit_compile"] = (
+            "JAX always compiles" if backend == "jax" else "torch: eager (torch.compile off)"
+        )
     return settings
 
 
@@ -367,9 +439,14 @@ def enable_determinism() -> None:
     Call after seeding (``keras.utils.set_random_seed``). Deterministic kernels can be
     slower, and some GPU ops have none (TensorFlow then raises); see the README.
     """
+    import keras
     import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
+    tf.config.experimental.enable_op_determinism()  # the model, or the tf.data input
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def is_chief(settings: TrainingSettings) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from unet_lib import IGNORE_LABEL, losses, metrics, runtime
+from unet_lib import IGNORE_LABEL, losses, metrics, runtime, workers
 from unet_lib import callbacks as run_callbacks
 from unet_lib.data import folder, pipeline
 from unet_lib.data.augment import AugmentConfig
@@ -144,6 +144,7 @@ def train(
     tensorboard: bool = False,
     overwrite=False,
     callbacks: list | None = None,
+    devices=None,
     **options,
 ) -> TrainResult:
     """Train a U-Net on a dataset folder into a run folder.
@@ -155,6 +156,12 @@ def train(
         tensorboard: Also write TensorBoard logs to ``out_dir/tensorboard``.
         overwrite: Start afresh even if ``out_dir`` holds a run.
         callbacks: Extra Keras callbacks, run after the library's own.
+        devices: Which devices to train on (default: ``UNET_DEVICES`` from the environment,
+            else every GPU, else the CPU): ``"cpu:2"``, ``"gpu:0,1"``, ... (see
+            :func:`unet_lib.devices.select_devices`). Several devices train with
+            ``MirroredStrategy``; ``TF_CONFIG`` naming a cluster trains with
+            ``MultiWorkerMirroredStrategy`` (every worker runs the same call on the same,
+            shared run folder; only the chief writes it). ``batch_size`` is per replica.
         **options: Any :class:`TrainConfig` field (``epochs``, ``batch_size``, ``loss``,
             ``base_filters``, ``time_budget_minutes``, ``seed``, ...).
 
@@ -179,18 +186,29 @@ def train(
             if verbose:
                 print(f"train: {run_dir} already finished; returning its best model")
             return _result(run_dir, config, state)
-    elif overwrite:
-        for name in (run_callbacks.STATE_FILE, run_callbacks.HISTORY_FILE, CONFIG_FILE):
-            (run_dir / name).unlink(missing_ok=True)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         runtime.enable_determinism()
     settings = runtime.device_settings(
+        devices,
         per_device_batch_size=config.batch_size,
         precision=config.precision,
         jit_compile=config.jit_compile,
     )
+    chief = runtime.is_chief(settings)
+    if settings.num_workers > 1 and config.time_budget_minutes is not None:
+        raise ValueError(
+            "time_budget_minutes cannot be used with several workers (each would stop at a "
+            "different step); give epochs instead"
+        )
+    _agree_on_start(settings, state)  # every worker starts from the same epoch
+    if state is not None:
+        if verbose:
+            print(f"train: resuming {run_dir} after epoch {state['epochs_done']}")
+    elif overwrite and chief:
+        for name in (run_callbacks.STATE_FILE, run_callbacks.HISTORY_FILE, CONFIG_FILE):
+            (run_dir / name).unlink(missing_ok=True)
     runtime.apply_settings(settings)
 
     dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
@@ -203,13 +221,21 @@ def train(
     config.devices = {
         "strategy": settings.strategy_name,
         "replicas": settings.num_replicas,
+        "workers": settings.num_workers,
+        "device_kind": settings.device_kind,
+        "device_names": list(settings.devices),
+        "backend": keras.backend.backend(),
         "precision": settings.precision_policy,
         "jit_compile": settings.jit_compile,
+        "per_replica_batch_size": settings.per_device_batch_size,
         "global_batch_size": settings.global_batch_size,
     }
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    if chief:
+        write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
 
     train_ds, val_ds, steps = _datasets(config, dataset, settings.global_batch_size)
+    if settings.num_workers > 1:
+        train_ds, val_ds = (workers.shard_by_data(ds) for ds in (train_ds, val_ds))
     if verbose:
         print(_describe(config, settings, len(config.train_stems), len(config.val_stems), steps))
 
@@ -225,11 +251,14 @@ def train(
                 jit_compile=settings.jit_compile,
             )
 
+    if settings.num_workers > 1:
+        _build_for_multi_worker(model, train_ds, settings.strategy)
+
     checkpoint = run_callbacks.RunCheckpoint(
         run_dir,
         monitor="val_dice" if val_ds is not None else "dice",
         initial_state=state,
-        is_chief=runtime.is_chief(settings),
+        is_chief=chief,
     )
     guard = run_callbacks.NanGuard(checkpoint)
     callback_list: list[keras.callbacks.Callback] = [guard, checkpoint]
@@ -277,7 +306,48 @@ def train(
         )
     reason = "time_budget" if budget is not None and budget.exhausted else "epochs"
     checkpoint.write_state(finished=True, stopped_reason=reason)
+    workers.barrier(settings)  # the other workers read what the chief has just written
     return _result(run_dir, config, run_callbacks.read_state(run_dir))
+
+
+def _agree_on_start(settings, state: dict | None) -> None:
+    """Multi-worker: waits for every worker and checks that all read the same state."""
+    if settings.num_workers <= 1:
+        return
+    done = -1 if state is None else int(state.get("epochs_done", 0))
+    if not workers.same_on_every_worker(settings, done):
+        raise RuntimeError(
+            "the workers read different run states (epochs done): with several workers the "
+            "run folder must be on a filesystem that every worker shares, at the same path"
+        )
+
+
+def _build_for_multi_worker(model, dataset, strategy) -> None:
+    """Works around two Keras 3.15 ``fit`` steps that fail under ``MultiWorkerMirroredStrategy``.
+
+    1. ``fit`` / ``evaluate`` first build the compiled metrics, loss and optimizer from a
+       batch averaged over the replicas with ``strategy.reduce``, which fails across workers
+       on an ``(x, y)`` tuple (``Attempt to convert a value (PerReplica...)``). Only shapes
+       matter for that build, so the dataset's element spec builds the same here, and that
+       step is then skipped. Every worker builds identically.
+    2. Each step's logs are averaged over the replicas with
+       ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars (``Invalid reduction
+       dimension 0``), so the step returns them as 1-element vectors. The per-step logs are
+       then the same on every worker (so ``NanGuard`` stops all of them at the same step);
+       the epoch logs are read from the metric variables, whose counts are summed over every
+       replica of every worker.
+    """
+    with strategy.scope():  # the element spec, not a batch: iterating the dataset here would
+        # advance its per-iteration reshuffling and seeds, and change the data fit() sees
+        model._symbolic_build(data_batch=dataset.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    compute_metrics = model.compute_metrics
+
+    def vector_logs(x, y, y_pred, sample_weight=None):
+        logs = compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return {key: keras.ops.reshape(value, (-1,)) for key, value in logs.items()}
+
+    model.compute_metrics = vector_logs
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -475,11 +545,15 @@ def _describe(config, settings, n_train, n_val, steps) -> str:
         if config.time_budget_minutes is not None
         else f"{config.epochs} epochs"
     )
+    workers = f" on {settings.num_workers} workers" if settings.num_workers > 1 else ""
     return (
         f"train: {n_train} training / {n_val} validation images, {length} of {steps} steps, "
-        f"batch {settings.global_batch_size}, U-Net depth {config.depth} base "
-        f"{config.base_filters}, loss {config.loss}, {settings.strategy_name} x"
-        f"{settings.num_replicas}, {settings.precision_policy}"
+        f"U-Net depth {config.depth} base {config.base_filters}, loss {config.loss}\n"
+        f"train: strategy {settings.strategy_name}, {settings.num_replicas} replica"
+        f"{'s' if settings.num_replicas != 1 else ''}{workers} "
+        f"({settings.device_kind}: {', '.join(settings.devices) or 'default'}), batch "
+        f"{settings.per_device_batch_size} per replica = {settings.global_batch_size} global, "
+        f"{settings.precision_policy}, backend {keras.backend.backend()}"
     )
 
 
