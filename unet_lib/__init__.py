@@ -56,6 +56,8 @@ _SUBMODULES = (
     "losses",
     "data",
     "runtime",
+    "devices",
+    "workers",
     "callbacks",
     "training",
     "evaluation",
