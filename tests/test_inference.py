@@ -321,3 +321,104 @@ def test_image_errors(same_unet):
         inf.predict(same_unet, np.zeros((2, 16, 16, 1), np.float32))
     with pytest.raises(ValueError, match="integer"):
         inf.save_mask(np.zeros((4, 4), np.float32), "x.png")
+
+
+# ----------------------------------------------------------------------------- precision
+@pytest.fixture(scope="module")
+def bn_unet():
+    """A small U-Net with batch norm whose statistics are not the identity."""
+    keras.utils.set_random_seed(4)
+    model = build_unet((None, None, 1), 1, depth=2, base_filters=8, batch_norm=True)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.2, n).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.1, n).astype(np.float32))
+    return model
+
+
+def test_precision_errors(same_unet):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        inf.predict(same_unet, _image(16, 16), precision="float16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        inf.predict_batch(same_unet, [_image(16, 16)] * 2, precision="fp8")
+
+
+def test_float32_folded_batch_norm_equals_the_model(bn_unet):
+    from unet_lib.inference_model import fold_plan, inference_copy
+
+    assert len(fold_plan(bn_unet)) == 10  # every conv -> BN pair (2 per level, 5 levels)
+    copy = inference_copy(bn_unet, "float32")
+    assert not any(isinstance(lay, keras.layers.BatchNormalization) for lay in copy.layers)
+    img = _image(40, 56, smooth=1.0)
+    expected = _np(bn_unet(img[None, ..., None], training=False))[0]
+    np.testing.assert_allclose(_np(copy(img[None, ..., None]))[0], expected, atol=1e-5)
+    np.testing.assert_allclose(inf.predict_probabilities(bn_unet, img), expected, atol=1e-5)
+
+
+def test_bfloat16_path_keeps_the_labels(bn_unet):
+    img = _image(64, 80, seed=5, smooth=1.5)
+    f32 = inf.predict(bn_unet, img, precision="float32")
+    bf16 = inf.predict(bn_unet, img, precision="bfloat16")
+    assert bf16.probabilities.dtype == np.float32 and bf16.labels.shape == (64, 80)
+    assert 0 < np.abs(bf16.probabilities - f32.probabilities).max() < 0.05  # really bfloat16
+    assert np.mean(bf16.labels == f32.labels) >= 0.99
+    # the tiled bfloat16 path against the same tiling in float32 (tiling itself moves an
+    # untrained net's near-0.5 pixels, which is not what this test is about)
+    tiled = inf.predict(bn_unet, img, precision="bfloat16", tile_size=32, overlap=0.25)
+    tiled32 = inf.predict(bn_unet, img, precision="float32", tile_size=32, overlap=0.25)
+    assert np.mean(tiled.labels == tiled32.labels) >= 0.99
+
+
+def test_bfloat16_copy_keeps_a_float32_head(bn_unet):
+    from unet_lib.inference_model import inference_copy
+
+    copy = inference_copy(bn_unet, "bfloat16")
+    policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
+    assert policies["head"] == policies["head_conv"] == "float32"  # 1x1 conv + sigmoid
+    assert policies["enc1_conv1"] == "float32"  # the stem reads the 1-channel input
+    assert policies["enc1_conv2"] == policies["dec1_conv2"] == "mixed_bfloat16"
+
+
+def test_cached_copy_follows_weight_changes(bn_unet):
+    img = _image(32, 32, seed=6)
+    model = keras.models.clone_model(bn_unet)
+    model.set_weights(bn_unet.get_weights())
+    before = inf.predict_probabilities(model, img, precision="float32")
+    bias = model.get_layer("head_conv").bias
+    bias.assign(bias - 50.0)  # sigmoid(logit - 50): everything ~0
+    after = inf.predict_probabilities(model, img, precision="float32")
+    assert before.max() > 0.01 and after.max() < 1e-6
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    from unet_lib import inference_model, runtime
+
+    for flags, expected in (({"avx512_bf16", "avx2"}, "bfloat16"), ({"avx2"}, "float32")):
+        monkeypatch.setattr(runtime, "read_cpu_flags", lambda flags=flags: flags)
+        inference_model.default_precision.cache_clear()
+        has_gpu = "accelerator" in inference_model.default_precision()[1]
+        # bfloat16 inference was measured on TensorFlow only; other backends keep float32
+        other_backend = keras.backend.backend() != "tensorflow"
+        want = "float32" if has_gpu or other_backend else expected
+        assert inference_model.resolve_precision("auto") == want
+    inference_model.default_precision.cache_clear()
+
+
+def test_subclassed_model_is_not_copied():
+    from unet_lib.inference_model import Runner, inference_copy
+
+    class Halve(keras.Model):
+        def call(self, x):
+            return x * 0.5
+
+    model = Halve()
+    x = np.ones((1, 4, 4, 1), np.float32)
+    model(x)
+    assert inference_copy(model, "bfloat16") is None
+    np.testing.assert_allclose(Runner(model, "float32")(model, x), 0.5 * x)
+    with pytest.raises(ValueError, match="functional or Sequential"):
+        Runner(model, "bfloat16")

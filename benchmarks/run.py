@@ -1,0 +1,504 @@
+"""The benchmark suite: training and inference speed of unet_lib against plain Keras.
+
+Usage:
+    python benchmarks/run.py               # everything (< 15 min on an idle 2-core CPU)
+    python benchmarks/run.py --quick       # the default configuration only (< 3 min)
+    python benchmarks/run.py --json out.json --markdown out.md
+
+Every figure is a ratio or a median against a baseline measured in the same run
+(benchmarks/README.md explains each one and holds the reference results):
+
+1. training throughput of ``unet_lib.train`` (its device-aware defaults) against the same
+   model fit from in-memory tensors (the upper bound) and the plain-Keras way (PNG decode
+   every epoch, float32, Keras's default compile), for several widths and sizes;
+2. achieved GFLOP/s (forward FLOPs counted from the layers, training = 3x forward) beside a
+   large matmul measured in the same run;
+3. precision: float32 against the library default (mixed bfloat16 on a CPU with AVX-512
+   BF16): speed and the final validation Dice of the same fixed-length runs, on the built-in
+   data and on ISBI 2012 (``../shared/data``; skipped when absent);
+4. inference: ``unet_lib.predict`` (whole image, overlap tiles) against plain
+   ``model.predict`` in float32, label agreement, megapixels/s, peak resident memory of
+   1024² ... 8192² images (a fresh process per size);
+5. scaling with batch and image size; threading and XLA settings;
+6. the idle time after ``fit`` inside ``unet_lib.train`` (a tf.data teardown wait, README).
+
+Targets print PASS / FAIL; the exit code is 1 when one fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from bench_common import Report, matmul_peak, median, run_worker  # noqa: E402
+
+FULL = {  # Dice runs: 10 epochs x 15 steps = 150 steps, past batch norm's warm-up (README)
+    "dice_seeds": (0, 1),
+    "dice_epochs": 10,
+    "dice_steps": 15,
+    "isbi_seeds": (0,),
+    "isbi_epochs": 10,
+    "configs": [  # (label, base filters, image size, batch, timed steps)
+        ("F16 128²", 16, 128, 8, 10),
+        ("F32 256²", 32, 256, 8, 6),
+        ("F64 256²", 64, 256, 4, 6),
+    ],
+    "baseline_steps": 10,
+    "inference_sizes": (1024, 2048),
+    "inference_rounds": 3,
+    "memory": [
+        (1024, True),
+        (2048, True),
+        (4096, True),
+        (8192, True),
+        (1024, False),
+        (2048, False),
+        (4096, False),
+    ],  # fmt: skip
+    "scaling": True,
+    "threads": True,
+    "xla": True,
+    "dice_target": True,
+}
+QUICK = {
+    "dice_seeds": (0,),
+    "dice_epochs": 4,
+    "dice_steps": None,  # the default: 5 steps per epoch
+    "isbi_seeds": (),
+    "isbi_epochs": 0,
+    "configs": [],
+    "baseline_steps": 8,
+    "inference_sizes": (1024,),
+    "inference_rounds": 2,
+    "memory": [(8192, True)],  # the memory target itself, at its size
+    "scaling": False,
+    "threads": False,
+    "xla": False,
+    "dice_target": False,  # 4 epochs: seed noise far above 0.005 (README)
+}
+DEFAULT_CONFIG = ("F32 128² (default)", 32, 128, 8)  # unet_lib.train's defaults, built-in data
+TARGETS = {
+    "vs_inmemory": 0.95,
+    "vs_plain": 1.8,
+    "dice": 0.005,
+    "not_slower": 1.0,
+    "threads": 0.95,
+    "inference": 1.8,
+    "agreement": 0.999,
+    "tiled": 1.5,
+    "memory": 3.0,
+    "idle": 1.0,
+}
+
+
+# ----------------------------------------------------------------------------- set-up
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    from unet_lib.runtime import read_cpu_flags
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "bf16 units": sorted(read_cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+        "memory GiB": round(memory, 1),
+        "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+        "tensorflow / keras / python": f"{tf.__version__} / {keras.__version__} / "
+        f"{platform.python_version()}",
+        "load average at start": round(os.getloadavg()[0], 2),
+    }
+
+
+def library_precision() -> str:
+    """The precision policy ``unet_lib.train`` picks on this machine by default."""
+    from unet_lib import runtime
+
+    return runtime.decide_settings(runtime.detect_devices()).precision_policy
+
+
+def apply_preview(report: Report, info: dict) -> str:
+    """``--preview``: emulates the library changes recommended in benchmarks/README.md that
+    are not applied yet (bfloat16 training by default on BF16 CPUs; tf.data autotune off in
+    the library's pipelines). Returns the ``precision`` to pass to ``unet_lib.train``."""
+    import tensorflow as tf
+
+    from unet_lib.data import pipeline
+
+    emulated, precision = [], "auto"
+    if library_precision() == "float32" and info["bf16 units"] and not info["gpus"]:
+        precision = "bfloat16"
+        emulated.append("precision='bfloat16' passed to unet_lib.train")
+    probe = pipeline.make_dataset([np.zeros((8, 8, 1), np.float32)], [np.zeros((8, 8))],
+                                  batch_size=1)  # fmt: skip
+    if probe.options().autotune.enabled is not False:
+        make = pipeline.make_dataset
+
+        def make_dataset(*args, **kwargs):
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            return make(*args, **kwargs).with_options(options)
+
+        pipeline.make_dataset = make_dataset
+        emulated.append("tf.data autotune off in unet_lib.data.pipeline.make_dataset")
+    if emulated:
+        report.note("--preview emulated: " + "; ".join(emulated))
+    return precision
+
+
+# ----------------------------------------------------------------------------- sections
+def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
+    """Fixed-length runs, float32 against the library default, ABBA order across seeds."""
+    import bench_train as bt
+
+    groups = {"built-in 128²": {"float32": [], "default": []}}
+    jobs = []
+    for i, seed in enumerate(plan["dice_seeds"]):
+        order = ("default", "float32") if i % 2 == 0 else ("float32", "default")
+        jobs += [("built-in 128²", key, seed) for key in order]
+    isbi = bt.isbi_data()
+    if isbi is None:
+        report.note("ISBI 2012 not found (UNET_SHARED_DATA or ../shared/data): skipped")
+    elif plan["isbi_seeds"]:
+        groups["ISBI 2012"] = {"float32": [], "default": []}
+        jobs += [
+            ("ISBI 2012", key, s) for s in plan["isbi_seeds"] for key in ("default", "float32")
+        ]
+    for label, key, seed in jobs:
+        precision = train_precision if key == "default" else "float32"
+        if label == "ISBI 2012":
+            r = bt.lib_run(isbi, precision=precision, seed=seed, epochs=plan["isbi_epochs"],
+                           labels=bt.ISBI_LABELS, split="contiguous", patch_size=128,
+                           steps_per_epoch=plan["dice_steps"])  # fmt: skip
+        else:
+            r = bt.lib_run(bt.builtin_data(), precision=precision, seed=seed,
+                           epochs=plan["dice_epochs"],
+                           steps_per_epoch=plan["dice_steps"])  # fmt: skip
+        r["seed"] = seed
+        groups[label][key].append(r)
+        report.idle.append(r["after_fit_idle"])
+        print(f"  {label} {key} seed {seed}: {bt.summary(r)}", flush=True)
+
+    rows = report.table(
+        "Precision: the same fixed-length unet_lib.train run, float32 vs the library default",
+        ["data", "precision", "runs", "steps each", "img/s (median step)", "x float32",
+         "final val Dice per seed", "mean Dice", "Δ vs float32"],
+    )  # fmt: skip
+    out = {}
+    for label, group in groups.items():
+        f32 = group["float32"]
+        dice32 = [r["val_dice"] for r in f32]
+        rate32 = 8 / median([r["step"] for r in f32])
+        for key in ("float32", "default"):
+            runs = group[key]
+            dice = [r["val_dice"] for r in runs]
+            rate = 8 / median([r["step"] for r in runs])
+            delta = float(np.mean(dice) - np.mean(dice32)) if key == "default" else None
+            rows.append([label, runs[0]["precision"], len(runs), len(runs[0]["steps"]), rate,
+                         rate / rate32, ", ".join(f"{d:.4f}" for d in dice),
+                         float(np.mean(dice)), delta])  # fmt: skip
+        spread = max(dice32) - min(dice32) if len(dice32) > 1 else math.nan
+        out[label] = {
+            "delta": float(np.mean([r["val_dice"] for r in group["default"]]) - np.mean(dice32)),
+            "spread": spread,
+            "precision": group["default"][0]["precision"],
+        }
+    out["runs"] = groups["built-in 128²"]
+    return out
+
+
+def section_training(report, plan, precision_result, train_precision, peaks, flops_fn):
+    """unet_lib.train vs in-memory fit vs the plain-Keras way, per configuration."""
+    import bench_train as bt
+
+    rows = report.table(
+        "Training throughput (images/s, median of steady-state steps)",
+        ["config", "batch", "unet_lib.train", "precision", "in-memory fit", "plain Keras",
+         "lib / in-memory", "lib / plain", "lib GFLOP/s", "% matmul peak (same dtype)"],
+    )  # fmt: skip
+    results = []
+    configs = [(*DEFAULT_CONFIG, plan["baseline_steps"]), *plan["configs"]]
+    for name, filters, size, batch, steps in configs:
+        data = bt.builtin_data() if size == 128 else bt.synthetic_data(size)
+        if name == DEFAULT_CONFIG[0]:  # the precision section's runs are these runs
+            runs = precision_result["runs"]["default"]
+            lib = {"step": median([t for r in runs for t in r["steps"][3:]]),
+                   "precision": runs[0]["precision"]}  # fmt: skip
+        else:
+            lib = bt.lib_run(data, precision=train_precision, seed=0, epochs=1,
+                             steps_per_epoch=steps + 3, base_filters=filters,
+                             batch_size=batch)  # fmt: skip
+            report.idle.append(lib["after_fit_idle"])
+            print(f"  lib {name}: {bt.summary(lib)}", flush=True)
+        x, y = bt.batch_of(data, batch)
+        mem = bt.inmemory_fit(x, y, base_filters=filters, policy=lib["precision"], steps=steps)
+        plain = bt.plain_keras_fit(data, base_filters=filters, batch_size=batch, steps=steps)
+        rate = {"lib": batch / lib["step"], "mem": batch / mem["step"],
+                "plain": batch / plain["step"]}  # fmt: skip
+        gflops = 3 * flops_fn(filters, size) * rate["lib"]
+        peak = peaks["bfloat16" if "bfloat16" in lib["precision"] else "float32"]
+        rows.append([name, batch, rate["lib"], lib["precision"], rate["mem"], rate["plain"],
+                     rate["lib"] / rate["mem"], rate["lib"] / rate["plain"], gflops,
+                     100 * gflops / peak])  # fmt: skip
+        results.append((name, rate))
+        print(f"  {name}: {json.dumps(rate)}", flush=True)
+    return results
+
+
+def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
+    import bench_infer as bi
+    import keras
+
+    path = bi.reference_model_path()
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    speed = bi.speed(model, plan["inference_sizes"], rounds=plan["inference_rounds"],
+                     report=report, peak32=peaks["float32"])  # fmt: skip
+    rows = report.table(
+        "Inference per image size, precision auto (fresh process each; the uint8 input and "
+        "the model are not counted in the peak)",
+        ["image", "path", "s", "MP/s", "peak extra MiB", "probabilities MiB", "peak / output"],
+    )
+    tiled_name = "tiled {tile_size}, overlap {overlap}, batch {batch_size}".format(**bi.TILED)
+    memory = {}
+    for size, tiled in plan["memory"]:
+        spec = {"model": str(path), "size": size, "tiled": tiled, "precision": "auto"}
+        try:
+            r = run_worker("memory", spec, timeout=1200)
+        except Exception as err:  # noqa: BLE001 - an image that does not fit is a result
+            kind = "tiled" if tiled else "whole"
+            report.note(f"memory {size}² {kind}: failed ({str(err)[-300:]})")
+            continue
+        memory[(size, tiled)] = r
+        rows.append([f"{size}²", tiled_name if tiled else "whole image", r["seconds"],
+                     size * size / 1e6 / r["seconds"], r["peak_extra_mib"], r["output_mib"],
+                     r["peak_extra_mib"] / r["output_mib"]])  # fmt: skip
+        print(f"  memory {size}² tiled={tiled}: {json.dumps(r)}", flush=True)
+    return {"speed": speed, "memory": memory}
+
+
+def section_scaling(report: Report, policy: str, flops_fn) -> None:
+    import bench_train as bt
+
+    points = bt.scaling(policy=policy, base_filters=32, batches=(1, 2, 4, 8, 16),
+                        sizes=(64, 128, 256, 512), size_batch=4)  # fmt: skip
+    rows = report.table(
+        f"Scaling: train_on_batch of the default model (F32, batch norm), {policy}",
+        ["batch", "image", "images/s", "MP/s", "GFLOP/s"],
+    )
+    for p in points:
+        rate = p["batch"] / p["step"]
+        rows.append([p["batch"], f"{p['size']}²", rate, rate * p["size"] ** 2 / 1e6,
+                     3 * flops_fn(32, p["size"]) * rate])  # fmt: skip
+
+
+def section_threads(report: Report, policy: str) -> dict:
+    settings = [
+        ("TensorFlow default", {}, {}),
+        ("intra=2, inter=1", {"intra": 2, "inter": 1}, {}),
+        ("OMP_NUM_THREADS=2", {}, {"OMP_NUM_THREADS": "2"}),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in settings}
+    for round_ in range(2):
+        for name, spec, env in settings if round_ == 0 else settings[::-1]:
+            full = {"policy": policy, "base_filters": 32, "batch_size": 8, "steps": 6, **spec}
+            times[name].append(run_worker("threads", full, env=env)["step"])
+    rows = report.table(
+        f"Threading (fresh process each, 2 rounds in ABBA order; default model, {policy})",
+        ["setting", "ms/step (median)", "speed x TF default"],
+    )
+    base = median(times["TensorFlow default"])
+    for name, ts in times.items():
+        rows.append([name, 1000 * median(ts), base / median(ts)])
+    return {k: median(v) for k, v in times.items()}
+
+
+def section_xla(report: Report, policy: str) -> dict:
+    import bench_train as bt
+
+    x, y = bt.batch_of(bt.builtin_data(), 8)
+    off = bt.inmemory_fit(x, y, base_filters=16, policy=policy, steps=8, jit_compile=False)
+    on = bt.inmemory_fit(x, y, base_filters=16, policy=policy, steps=8, jit_compile=True)
+    rows = report.table(
+        f"XLA (in-memory fit, F16 128², batch 8, {policy})", ["jit_compile", "images/s", "x off"]
+    )
+    rows.append(["False (the CPU default)", 8 / off["step"], 1.0])
+    rows.append(["True", 8 / on["step"], off["step"] / on["step"]])
+    return {"off": off["step"], "on": on["step"]}
+
+
+# ----------------------------------------------------------------------------- targets
+def targets(report, precision, training, inference, threads, xla, plan) -> None:
+    """The issue's targets, from the sections' results."""
+    t = TARGETS
+    for name, rate in training:
+        report.target(f"unet_lib.train / in-memory fit, {name}", rate["lib"] / rate["mem"],
+                      t["vs_inmemory"])  # fmt: skip
+    rates = dict(training)
+    if DEFAULT_CONFIG[0] in rates:
+        default = rates[DEFAULT_CONFIG[0]]
+        report.target(f"unet_lib.train / plain Keras, {DEFAULT_CONFIG[0]}",
+                      default["lib"] / default["plain"], t["vs_plain"])  # fmt: skip
+    for label, r in precision.items():
+        if label == "runs":
+            continue
+        note = f"{r['precision']} vs float32"
+        if not math.isnan(r["spread"]):
+            note += f"; float32 seed-to-seed spread {r['spread']:.4f}"
+        name = f"final Dice, default - float32, {label}"
+        if plan.get("dice_target", True):  # one-sided: a loss of Dice fails, a gain does not
+            report.target(name, r["delta"], -t["dice"], ">=", note)
+        else:
+            report.note(f"{name}: {r['delta']:+.4f} ({note}); a target of the full suite only")
+    if training:
+        name, slow = min(training, key=lambda nr: nr[1]["lib"] / nr[1]["plain"])
+        report.target(f"defaults / Keras defaults, slowest config ({name})",
+                      slow["lib"] / slow["plain"], t["not_slower"])  # fmt: skip
+    if xla:
+        report.target("XLA off (the CPU default) / XLA on, speed", xla["on"] / xla["off"],
+                      t["not_slower"])  # fmt: skip
+    if threads:
+        report.target("TF default threads / best measured setting, speed",
+                      min(threads.values()) / threads["TensorFlow default"], t["threads"],
+                      note="within 5 %: the library keeps TensorFlow's thread pools")  # fmt: skip
+    for size, r in inference.get("speed", {}).items():
+        report.target(f"unet_lib.predict (auto) / plain model.predict f32, {size}²",
+                      r["whole"]["speedup"], t["inference"])  # fmt: skip
+        report.target(f"labels equal to plain float32 predict, {size}²",
+                      r["whole"]["agreement"], t["agreement"])  # fmt: skip
+        report.target(f"tiled / whole-image time, {size}²", r["tiled_vs_whole"], t["tiled"], "<=")
+    memory = inference.get("memory", {})
+    if (4096, True) in memory and (4096, False) in memory:
+        ratio = memory[(4096, True)]["seconds"] / memory[(4096, False)]["seconds"]
+        report.target("tiled / whole-image time, 4096² (one run each)", ratio, t["tiled"], "<=")
+    tiled = sorted((s, r) for (s, is_tiled), r in memory.items() if is_tiled)
+    if tiled and tiled[-1][0] >= 8192:
+        size, r = tiled[-1]
+        report.target(f"peak extra memory / float32 output, {size}² tiled",
+                      r["peak_extra_mib"] / r["output_mib"], t["memory"], "<=")  # fmt: skip
+    if len(tiled) >= 2:  # the growth between the two largest sizes: the output buffers only
+        (s0, a), (s1, b) = tiled[-2], tiled[-1]
+        growth = (b["peak_extra_mib"] - a["peak_extra_mib"]) / (b["output_mib"] - a["output_mib"])
+        report.target(f"memory growth / output growth, tiled {s0}² -> {s1}²", growth,
+                      t["memory"], "<=", "probabilities + int32 labels = 2")  # fmt: skip
+    if report.idle:
+        report.target("idle seconds after fit in unet_lib.train (max of runs)",
+                      max(report.idle), t["idle"], "<=")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- main
+def run_suite(args) -> Report:
+    from flops import count_flops
+
+    from unet_lib.model import build_unet
+
+    plan = QUICK if args.quick else FULL
+    report = Report()
+    report.idle = []
+    start = time.perf_counter()
+    info = machine()
+    print(f"machine: {json.dumps(info)}", flush=True)
+    if args.no_isbi:
+        os.environ["UNET_SHARED_DATA"] = "/nonexistent"
+        plan = {**plan, "isbi_seeds": ()}
+    train_precision = apply_preview(report, info) if args.preview else "auto"
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    print(f"matmul GFLOP/s: {json.dumps(peaks)}", flush=True)
+    forward: dict = {}
+
+    def flops_fn(filters: int, size: int) -> float:
+        """Forward GFLOP per image of the default-layout U-Net (depth 4, batch norm)."""
+        if (filters, size) not in forward:
+            model = build_unet((None, None, 1), 1, base_filters=filters, batch_norm=True)
+            forward[(filters, size)] = count_flops(model, (1, size, size, 1)).matmul / 1e9
+        return forward[(filters, size)]
+
+    precision = section_precision(report, plan, train_precision)
+    training = section_training(report, plan, precision, train_precision, peaks, flops_fn)
+    inference = section_inference(report, plan, peaks)
+    policy = precision["runs"]["default"][0]["precision"]
+    threads = section_threads(report, policy) if plan["threads"] else None
+    xla = section_xla(report, policy) if plan["xla"] else None
+    if plan["scaling"]:
+        section_scaling(report, policy, flops_fn)
+    end_peak = matmul_peak("float32")
+    rows = report.table("Machine and run", ["what", "value"])
+    rows += [[k, str(v)] for k, v in info.items()]
+    rows.append(["matmul 4096² float32 GFLOP/s, start / end",
+                 f"{peaks['float32']:.0f} / {end_peak:.0f}"])  # fmt: skip
+    rows.append(["matmul 4096² bfloat16 GFLOP/s", f"{peaks['bfloat16']:.0f}"])
+    rows.append(["unet_lib.train precision", policy])
+    rows.append(["suite wall time, s", f"{time.perf_counter() - start:.0f}"])
+    if abs(end_peak / peaks["float32"] - 1) > 0.2:
+        report.note(
+            f"the float32 matmul moved from {peaks['float32']:.0f} to {end_peak:.0f} GFLOP/s "
+            "during the run: the machine was shared; rerun for cleaner ratios"
+        )
+    targets(report, precision, training, inference, threads, xla, plan)
+    report.elapsed = time.perf_counter() - start
+    return report
+
+
+def worker(name: str, spec: dict) -> int:
+    """Subprocess entry (``--worker``): one measurement in a fresh Python."""
+    if name == "memory":
+        import bench_infer
+
+        bench_infer.memory_worker(spec)
+    elif name == "threads":
+        import bench_train
+
+        bench_train.thread_worker(spec)
+    else:
+        print(f"unknown worker {name!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the default configuration only")
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="emulate recommended library changes not applied yet (README)",
+    )
+    parser.add_argument("--no-isbi", action="store_true", help="skip ISBI 2012 even if present")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker, json.loads(args.spec or "{}"))
+    report = run_suite(args)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    print(report.render())
+    print(f"\n{'quick' if args.quick else 'full'} suite, {stamp}, {report.elapsed:.0f} s: "
+          f"{len(report.failed)} of {len(report.targets)} targets failed")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=1, default=str))
+    if args.markdown:
+        args.markdown.write_text(report.render(markdown=True) + "\n")
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
