@@ -87,6 +87,7 @@ QUICK = {
     "xla": False,
     "dice_target": False,  # 4 epochs: seed noise far above 0.005 (README)
 }
+SECTIONS = ("precision", "training", "inference", "threads", "xla", "scaling")
 DEFAULT_CONFIG = ("F32 128² (default)", 32, 128, 8)  # unet_lib.train's defaults, built-in data
 TARGETS = {
     "vs_inmemory": 0.95,
@@ -199,22 +200,21 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
 
     rows = report.table(
         "Precision: the same fixed-length unet_lib.train run, float32 vs the library default",
-        ["data", "precision", "runs", "steps each", "img/s (median step)", "x float32",
+        ["data", "precision", "runs", "steps each", "img/s (median step)",
          "final val Dice per seed", "mean Dice", "Δ vs float32"],
     )  # fmt: skip
     out = {}
     for label, group in groups.items():
         f32 = group["float32"]
         dice32 = [r["val_dice"] for r in f32]
-        rate32 = 8 / median([r["step"] for r in f32])
         for key in ("float32", "default"):
             runs = group[key]
             dice = [r["val_dice"] for r in runs]
             rate = 8 / median([r["step"] for r in runs])
             delta = float(np.mean(dice) - np.mean(dice32)) if key == "default" else None
             rows.append([label, runs[0]["precision"], len(runs), len(runs[0]["steps"]), rate,
-                         rate / rate32, ", ".join(f"{d:.4f}" for d in dice),
-                         float(np.mean(dice)), delta])  # fmt: skip
+                         ", ".join(f"{d:.4f}" for d in dice), float(np.mean(dice)),
+                         delta])  # fmt: skip
         spread = max(dice32) - min(dice32) if len(dice32) > 1 else math.nan
         out[label] = {
             "delta": float(np.mean([r["val_dice"] for r in group["default"]]) - np.mean(dice32)),
@@ -222,42 +222,38 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
             "precision": group["default"][0]["precision"],
         }
     out["runs"] = groups["built-in 128²"]
+    report.note(
+        "precision table: img/s there are medians of separate, sequential runs; the speed "
+        "of bfloat16 against float32 measured step by step is 'precision x float32' in the "
+        "training table"
+    )
     return out
 
 
-def section_training(report, plan, precision_result, train_precision, peaks, flops_fn):
-    """unet_lib.train vs in-memory fit vs the plain-Keras way, per configuration."""
+def section_training(report, plan, train_precision, peaks, flops_fn):
+    """unet_lib.train vs in-memory fit vs the plain-Keras way, interleaved step by step."""
     import bench_train as bt
 
     rows = report.table(
-        "Training throughput (images/s, median of steady-state steps)",
-        ["config", "batch", "unet_lib.train", "precision", "in-memory fit", "plain Keras",
-         "lib / in-memory", "lib / plain", "lib GFLOP/s", "% matmul peak (same dtype)"],
+        "Training throughput (images/s, median of steady-state steps, the ways interleaved "
+        "step by step)",
+        ["config", "batch", "unet_lib.train", "precision", "in-memory", "in-memory float32",
+         "plain Keras", "lib / in-memory", "lib / plain", "precision x float32",
+         "GFLOP/s (lib)", "% matmul peak"],
     )  # fmt: skip
     results = []
     configs = [(*DEFAULT_CONFIG, plan["baseline_steps"]), *plan["configs"]]
     for name, filters, size, batch, steps in configs:
         data = bt.builtin_data() if size == 128 else bt.synthetic_data(size)
-        if name == DEFAULT_CONFIG[0]:  # the precision section's runs are these runs
-            runs = precision_result["runs"]["default"]
-            lib = {"step": median([t for r in runs for t in r["steps"][3:]]),
-                   "precision": runs[0]["precision"]}  # fmt: skip
-        else:
-            lib = bt.lib_run(data, precision=train_precision, seed=0, epochs=1,
-                             steps_per_epoch=steps + 3, base_filters=filters,
-                             batch_size=batch)  # fmt: skip
-            report.idle.append(lib["after_fit_idle"])
-            print(f"  lib {name}: {bt.summary(lib)}", flush=True)
-        x, y = bt.batch_of(data, batch)
-        mem = bt.inmemory_fit(x, y, base_filters=filters, policy=lib["precision"], steps=steps)
-        plain = bt.plain_keras_fit(data, base_filters=filters, batch_size=batch, steps=steps)
-        rate = {"lib": batch / lib["step"], "mem": batch / mem["step"],
-                "plain": batch / plain["step"]}  # fmt: skip
+        r = bt.interleaved_ways(data, base_filters=filters, batch_size=batch, steps=steps,
+                                precision=train_precision)  # fmt: skip
+        report.idle.append(r["idle"])
+        rate = {k: batch / r[k] for k in ("lib", "mem", "mem_f32", "plain")}
         gflops = 3 * flops_fn(filters, size) * rate["lib"]
-        peak = peaks["bfloat16" if "bfloat16" in lib["precision"] else "float32"]
-        rows.append([name, batch, rate["lib"], lib["precision"], rate["mem"], rate["plain"],
-                     rate["lib"] / rate["mem"], rate["lib"] / rate["plain"], gflops,
-                     100 * gflops / peak])  # fmt: skip
+        peak = peaks["bfloat16" if "bfloat16" in r["precision"] else "float32"]
+        rows.append([name, batch, rate["lib"], r["precision"], rate["mem"], rate["mem_f32"],
+                     rate["plain"], rate["lib"] / rate["mem"], rate["lib"] / rate["plain"],
+                     rate["mem"] / rate["mem_f32"], gflops, 100 * gflops / peak])  # fmt: skip
         results.append((name, rate))
         print(f"  {name}: {json.dumps(rate)}", flush=True)
     return results
@@ -430,13 +426,23 @@ def run_suite(args) -> Report:
             forward[(filters, size)] = count_flops(model, (1, size, size, 1)).matmul / 1e9
         return forward[(filters, size)]
 
-    precision = section_precision(report, plan, train_precision)
-    training = section_training(report, plan, precision, train_precision, peaks, flops_fn)
-    inference = section_inference(report, plan, peaks)
-    policy = precision["runs"]["default"][0]["precision"]
-    threads = section_threads(report, policy) if plan["threads"] else None
-    xla = section_xla(report, policy) if plan["xla"] else None
-    if plan["scaling"]:
+    wanted = set(args.sections.split(",")) if args.sections else set(SECTIONS)
+    unknown = wanted - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    import bench_train as bt
+
+    policy = bt.policy_of(train_precision)
+    precision = section_precision(report, plan, train_precision) if "precision" in wanted else {}
+    training = (
+        section_training(report, plan, train_precision, peaks, flops_fn)
+        if "training" in wanted
+        else []
+    )
+    inference = section_inference(report, plan, peaks) if "inference" in wanted else {}
+    threads = section_threads(report, policy) if plan["threads"] and "threads" in wanted else None
+    xla = section_xla(report, policy) if plan["xla"] and "xla" in wanted else None
+    if plan["scaling"] and "scaling" in wanted:
         section_scaling(report, policy, flops_fn)
     end_peak = matmul_peak("float32")
     rows = report.table("Machine and run", ["what", "value"])
@@ -481,6 +487,7 @@ def main(argv=None) -> int:
         help="emulate recommended library changes not applied yet (README)",
     )
     parser.add_argument("--no-isbi", action="store_true", help="skip ISBI 2012 even if present")
+    parser.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
