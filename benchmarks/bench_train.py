@@ -206,7 +206,7 @@ def policy_of(precision: str) -> str:
 
 
 def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) -> dict:
-    """The three ways (and the in-memory model in float32) timed step by step in turn.
+    """The three ways (and the in-memory model in float32 and bfloat16) timed in turn.
 
     ``unet_lib.train`` runs one epoch of ``steps + 3`` steps; after each of its steps a
     callback times one step of each baseline model (``train_on_batch`` on the in-memory
@@ -220,7 +220,13 @@ def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) 
     policy = policy_of(precision)
     x, y = batch_of(data, batch_size)
     models = {}
-    for name, model_policy in (("mem", policy), ("mem_f32", "float32"), ("plain", "float32")):
+    from unet_lib.runtime import read_cpu_flags
+
+    bf16 = bool(read_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    ways = [("mem", policy), ("mem_f32", "float32"), ("plain", "float32")]
+    if bf16:
+        ways.append(("mem_bf16", "mixed_bfloat16"))
+    for name, model_policy in ways:
         keras.mixed_precision.set_global_policy(model_policy)
         config = _config(base_filters)
         model = training.build_model(config)
@@ -232,8 +238,9 @@ def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) 
             _compile_like_train(model, config)
         models[name] = model
     reset_policy()
-    if policy == "float32":
-        del models["mem_f32"]
+    for name, same in (("mem_f32", "float32"), ("mem_bf16", "mixed_bfloat16")):
+        if policy == same and name in models:
+            del models[name]  # the same model as "mem"
     plain_batches = iter(plain_dataset(data, batch_size))
 
     def step(name):
@@ -262,6 +269,8 @@ def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) 
     for name, ts in times.items():
         out[name] = median(steady(ts))
     out.setdefault("mem_f32", out["mem"])
+    if bf16:
+        out.setdefault("mem_bf16", out["mem"])
     return out
 
 

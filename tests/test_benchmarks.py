@@ -113,8 +113,8 @@ def test_suite_targets_from_results():
     assert result["unet_lib.train / in-memory fit, F32 128² (default)"]
     assert not result["unet_lib.train / in-memory fit, F64 256²"]
     assert result["unet_lib.train / plain Keras, F32 128² (default)"]  # 2.0 >= 1.8
-    assert result["final Dice, default - float32, built-in 128²"]  # -0.002 >= -0.005
-    assert not result["final Dice, default - float32, ISBI 2012"]  # lost 0.011: fails
+    assert result["final Dice, mixed_bfloat16 - float32, built-in 128²"]  # -0.002 >= -0.005
+    assert not result["final Dice, mixed_bfloat16 - float32, ISBI 2012"]  # lost 0.011: fails
     assert not result["defaults / Keras defaults, slowest config (F64 256²)"]  # 0.91
     assert result["XLA off (the CPU default) / XLA on, speed"]
     assert result["peak extra memory / float32 output, 8192² tiled"]  # 700 / 256 = 2.7

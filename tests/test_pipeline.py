@@ -50,6 +50,15 @@ def test_shapes_and_dtypes(kwargs, shape):
     assert ds.element_spec[1].dtype == tf.int32
 
 
+def test_autotune_is_off_so_iterators_end_without_waiting():
+    # With autotune on, destroying an iterator waits for the autotuner thread's next
+    # wake-up (seconds to tens of seconds at 0 % CPU; benchmarks/README.md).
+    images, masks = _pairs([(16, 16)] * 2)
+    ds = make_dataset(images, masks, batch_size=2)
+    assert ds.options().autotune.enabled is False
+    assert make_eval_dataset(images, masks).options().autotune.enabled is False
+
+
 def test_deterministic_with_a_seed():
     images, masks = _pairs([(48, 48)] * 10)
 
@@ -222,7 +231,7 @@ def test_folder_with_a_cache_file_streams_from_disk(tmp_path):
     in_memory = load_dataset(path)
     cache = tmp_path / "cache" / "train"
     ds = make_dataset(path, batch_size=5, shuffle=False, cache=str(cache))
-    x, y = next(iter(ds))
+    [(x, y)] = list(ds)  # the cache file is complete once a pass reaches the end
     np.testing.assert_array_equal(x.numpy(), np.stack(in_memory.images))
     np.testing.assert_array_equal(y.numpy()[..., 0], np.stack(in_memory.masks))
     assert list(cache.parent.glob("train*")), "no cache file written"

@@ -397,6 +397,11 @@ def make_dataset(
     ds = ds.prefetch(_AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
+    # TF 2.21's autotuner thread makes the iterator's destructor wait for its next wake-up
+    # (up to as long as the iterator lived, 0 % CPU): 9-11 s after every fit here.
+    # Without it, AUTOTUNE parallelism resolves to the core count; step times unchanged
+    # (benchmarks/README.md, "The idle wait after fit").
+    options.autotune.enabled = False
     return ds.with_options(options)
 
 
