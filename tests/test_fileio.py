@@ -42,3 +42,40 @@ def test_models_are_saved_as_keras_only(tmp_path):
     assert keras.saving.load_model(path, safe_mode=True).count_params() == 3
     with pytest.raises(ValueError, match=r"\.keras files only"):
         save_model_atomic(model, tmp_path / "m.h5")
+
+
+def test_load_model_registers_the_custom_objects_first(tmp_path):
+    # in a fresh interpreter: `import unet_lib` alone imports no submodule, so plain
+    # keras.saving.load_model would not know DiceCELoss / DiceMetric
+    import subprocess
+    import sys
+
+    from unet_lib.losses import DiceCELoss
+    from unet_lib.metrics import DiceMetric
+    from unet_lib.model import build_unet
+
+    model = build_unet((None, None, 1), 1, depth=1, base_filters=2)
+    model.compile(loss=DiceCELoss(), metrics=[DiceMetric(1)])
+    path = save_model_atomic(model, tmp_path / "m.keras")
+    code = (
+        "import sys, unet_lib\n"
+        f"m = unet_lib.load_model({str(path)!r})\n"
+        "assert type(m.loss).__name__ == 'DiceCELoss', m.loss\n"
+        "print(m.count_params())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(model.count_params())
+
+
+def test_load_model_errors_name_the_file(tmp_path):
+    from unet_lib.fileio import load_model
+
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model(tmp_path / "absent.keras")
+    (tmp_path / "m.h5").write_text("x")
+    with pytest.raises(ValueError, match=r"m\.h5 is not a \.keras"):
+        load_model(tmp_path / "m.h5")
+    (tmp_path / "bad.keras").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"bad\.keras is not a readable Keras model"):
+        load_model(tmp_path / "bad.keras")

@@ -291,3 +291,36 @@ def test_real_data(shared_data, tmp_path, name):
     x, y = next(iter(make_eval_dataset(data.images[:1], data.masks[:1], pad_multiple=16)))
     h, w = data.masks[0].shape
     assert x.shape[1:3] == (-(-h // 16) * 16, -(-w // 16) * 16)
+
+
+def test_foreground_oversampling_centres_patches_on_rare_classes():
+    image = np.zeros((64, 64, 1), np.float32)
+    mask = np.zeros((64, 64), np.int32)
+    mask[:, :32] = 1  # a common class on the left half
+    mask[50, 60] = 2  # one pixel of a rare class
+    rare_hits = {}
+    for fraction in (0.0, 1.0):
+        ds = make_dataset([image] * 200, [mask] * 200, batch_size=200, patch_size=16,
+                          foreground_fraction=fraction, shuffle=False, seed=1)  # fmt: skip
+        ((_, y),) = list(ds)
+        rare_hits[fraction] = float(np.mean((y.numpy() == 2).any(axis=(1, 2, 3))))
+        if fraction == 1.0:  # every patch holds some foreground
+            assert (y.numpy() > 0).any(axis=(1, 2, 3)).all()
+    # uniform windows (starts 0..48 per axis) hold the rare pixel when the row start is in
+    # 35..48 and the column start in 45..48: 14 * 4 / 49**2 = 0.023. Oversampled: class 2
+    # is drawn half the time, and windows around class 1 (columns < 32) never reach col 60.
+    assert rare_hits[0.0] < 0.1
+    assert 0.35 < rare_hits[1.0] < 0.65
+
+
+def test_foreground_oversampling_needs_patches_and_a_valid_fraction():
+    images, masks = _pairs([(16, 16)] * 2)
+    with pytest.raises(ValueError, match="needs patch_size"):
+        make_dataset(images, masks, batch_size=2, foreground_fraction=0.3)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        make_dataset(images, masks, batch_size=2, patch_size=8, foreground_fraction=2.0)
+    # masks without foreground fall back to uniform windows
+    empty = [np.zeros((16, 16), np.int32)] * 2
+    (x, y), = list(make_dataset(images, empty, batch_size=2, patch_size=8,
+                                foreground_fraction=1.0))  # fmt: skip
+    assert x.shape == (2, 8, 8, 1) and not y.numpy().any()

@@ -49,6 +49,10 @@ _EXPORTS = {
     "evaluate_folder": "evaluation",
     "predict": "inference",
     "predict_folder": "inference",
+    "load_model": "fileio",
+    # self-configuration
+    "fingerprint": "configure",
+    "plan_training": "configure",
 }
 _SUBMODULES = (
     "model",
@@ -71,6 +75,7 @@ _SUBMODULES = (
     "figures",
     "weightmap",
     "fileio",
+    "configure",
     "cli",
 )
 

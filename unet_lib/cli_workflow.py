@@ -35,6 +35,12 @@ def add_train(sub) -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, metavar="N")
     p.add_argument("--batch-size", type=int, metavar="B")
     p.add_argument("--patch-size", type=int, metavar="P", help="random crops of P x P")
+    p.add_argument(
+        "--foreground-fraction",
+        type=float,
+        metavar="F",
+        help="share of patches centred on a foreground pixel (nnU-Net: 0.33)",
+    )
     p.add_argument("--base-filters", type=int, metavar="F")
     p.add_argument("--depth", type=int, metavar="D")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None)
@@ -59,6 +65,16 @@ def add_train(sub) -> argparse.ArgumentParser:
         "all GPUs); several devices train with MirroredStrategy, TF_CONFIG with several "
         "workers with MultiWorkerMirroredStrategy; --batch-size is per replica",
     )
+    p.add_argument(
+        "--no-auto-configure",
+        action="store_true",
+        help="use the library's fixed defaults instead of deriving them from the data",
+    )
+    p.add_argument(
+        "--eval-tta",
+        choices=("auto", "on", "off"),
+        help="test-time augmentation when evaluating (auto: if it helps on validation)",
+    )
     p.add_argument("--tensorboard", action="store_true", help="write RUN/tensorboard logs")
     p.add_argument("--overwrite", action="store_true", help="start afresh in --out")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
@@ -66,6 +82,7 @@ def add_train(sub) -> argparse.ArgumentParser:
 
 
 _TRAIN_OPTIONS = {
+    "foreground_fraction": "foreground_fraction",
     "val_data": "val_data",
     "val_fraction": "val_fraction",
     "split": "split",
@@ -111,6 +128,10 @@ def train_options(args: argparse.Namespace) -> dict:
         options["weight_map"] = True
     if args.deterministic:
         options["deterministic"] = True
+    if args.no_auto_configure:
+        options["auto_configure"] = False
+    if args.eval_tta is not None:
+        options["eval_tta"] = {"auto": "auto", "on": True, "off": False}[args.eval_tta]
     if args.no_augment:
         options["augment"] = False
     elif args.elastic:
@@ -153,12 +174,18 @@ def _evaluate_run(result) -> dict:
         result.config.data,
         labels=result.config.labels,
         stems=result.config.val_stems,
+        tta=result.config.eval_tta is True,
+        threshold=_threshold(result.config.eval_threshold),
     )
     save_json(report, result.run_dir / "evaluation_val.json")
     return report
 
 
 # ----------------------------------------------------------------------------- evaluate
+def _threshold(value) -> float:
+    return 0.5 if value == "auto" else float(value)
+
+
 def add_evaluate(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
@@ -274,17 +301,9 @@ def run_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- helpers
 def load_model(path: str):
     """Load a ``.keras`` model with ``safe_mode=True``, with one clear error line."""
-    import keras
+    from unet_lib.fileio import load_model as load
 
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no model file at {file}")
-    if file.suffix != ".keras":
-        raise ValueError(f"{file} is not a .keras model file")
-    try:
-        return keras.saving.load_model(file, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for bad files
-        raise ValueError(f"{file} is not a readable Keras model ({error})") from error
+    return load(path)
 
 
 def _run_labels(model_path: str) -> dict | None:

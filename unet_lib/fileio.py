@@ -66,3 +66,32 @@ def save_model_atomic(model, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
+
+
+def load_model(path: str | os.PathLike):
+    """Load a ``.keras`` model saved by this library, with ``safe_mode=True``.
+
+    The package imports its submodules lazily, so ``keras.saving.load_model`` right after
+    ``import unet_lib`` would not yet know the registered losses and metrics
+    (``Could not locate class 'DiceCELoss'``); this imports them first.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a ``.keras`` file, or not a readable Keras model.
+
+    Example:
+        >>> model = load_model("runs/demo/best.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    from unet_lib import losses, metrics, model  # noqa: F401 - registers the custom objects
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no model file at {file}")
+    if file.suffix != ".keras":
+        raise ValueError(f"{file} is not a .keras model file")
+    try:
+        return keras.saving.load_model(file, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for bad files
+        raise ValueError(f"{file} is not a readable Keras model ({error})") from error

@@ -284,6 +284,41 @@ def detect_devices() -> list[dict]:
     return [{"device_type": "CPU", "name": d.name} for d in tf.config.list_logical_devices("CPU")]
 
 
+def device_kind_hint(devices=None) -> str:
+    """``"GPU"``, ``"TPU"`` or ``"CPU"``: the kind of device training will run on, found
+    without building a strategy (for :mod:`unet_lib.configure`).
+
+    Args:
+        devices: as for :func:`device_settings` (``None``: ``UNET_DEVICES``, else detect).
+    """
+    import keras
+
+    if devices is None:
+        devices = os.environ.get(DEVICES_ENV) or None
+    if isinstance(devices, str):
+        return "GPU" if devices.strip().lower().startswith("gpu") else "CPU"
+    if isinstance(devices, list) and devices and isinstance(devices[0], dict):
+        return str(devices[0].get("device_type", "CPU")).upper()
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return "GPU" if torch.cuda.is_available() else "CPU"
+    if backend == "jax":
+        import jax
+
+        platform = jax.devices()[0].platform
+        return {"gpu": "GPU", "cuda": "GPU", "rocm": "GPU", "tpu": "TPU"}.get(platform, "CPU")
+    if _cluster_workers(os.environ.get("TF_CONFIG")) > 1:
+        workers.multi_worker_strategy()  # before anything starts TensorFlow
+    import tensorflow as tf
+
+    for kind in ("TPU", "GPU"):
+        if tf.config.list_physical_devices(kind):
+            return kind
+    return "CPU"
+
+
 _STRATEGIES: dict[tuple, Any] = {}  # MirroredStrategy per device set, made once
 
 

@@ -76,6 +76,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     batch_size: int = 8
     patch_size: int | None = None
+    foreground_fraction: float = 0.0  # share of patches centred on a foreground pixel
     augment: dict | bool = True
     # run
     seed: int = 0
@@ -83,6 +84,11 @@ class TrainConfig:
     precision: str = "auto"
     jit_compile: str | bool = "auto"
     devices: dict = field(default_factory=dict)
+    # self-configuration (unet_lib.configure): derive every option not given explicitly
+    auto_configure: bool = True
+    eval_tta: bool | str = "auto"  # "auto": TTA at evaluation if it helps on validation
+    eval_threshold: float | str = "auto"  # binary decision threshold; "auto": best on val
+    plan: dict = field(default_factory=dict)  # fingerprint, derived options, reasons
 
     def __post_init__(self):
         _check_choice("loss", self.loss, LOSSES)
@@ -101,6 +107,11 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.eval_tta not in (True, False, "auto"):
+            raise ValueError(f"eval_tta must be True, False or 'auto', got {self.eval_tta!r}")
+        if self.eval_threshold != "auto" and not 0 < float(self.eval_threshold) < 1:
+            raise ValueError(f"eval_threshold must be in (0, 1) or 'auto', got "
+                             f"{self.eval_threshold!r}")  # fmt: skip
         if self.schedule == "plateau" and self.time_budget_minutes is not None:
             raise ValueError(
                 "schedule='plateau' cannot follow a time budget; use 'cosine' or 'constant'"
@@ -190,6 +201,10 @@ def train(
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         runtime.enable_determinism()
+    dataset = None
+    if state is None and config.auto_configure:
+        dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
+        _apply_plan(config, dataset, set(options), devices, verbose)
     settings = runtime.device_settings(
         devices,
         per_device_batch_size=config.batch_size,
@@ -211,7 +226,8 @@ def train(
             (run_dir / name).unlink(missing_ok=True)
     runtime.apply_settings(settings)
 
-    dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
+    if dataset is None:
+        dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
     mapping = dataset.mapping
     config.labels = mapping.to_dict()
     config.channels = dataset.channels
@@ -305,9 +321,106 @@ def train(
             "Lower --learning-rate, or check the data for NaN/Inf values."
         )
     reason = "time_budget" if budget is not None and budget.exhausted else "epochs"
+    if "auto" in (config.eval_tta, config.eval_threshold) and val_ds is not None and chief:
+        _choose_evaluation(config, run_dir, dataset, verbose)
     checkpoint.write_state(finished=True, stopped_reason=reason)
     workers.barrier(settings)  # the other workers read what the chief has just written
     return _result(run_dir, config, run_callbacks.read_state(run_dir))
+
+
+def _apply_plan(config: TrainConfig, dataset, explicit: set, devices, verbose: int) -> None:
+    """Fills every option the caller did not give from :func:`configure.plan_training`."""
+    from unet_lib import configure
+
+    fp = configure.fingerprint(dataset)
+    kind = runtime.device_kind_hint(devices)
+    bf16 = bool(runtime.read_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    plan = configure.plan_training(
+        fp,
+        device_kind=kind,
+        time_budget_minutes=config.time_budget_minutes,
+        bf16_cpu=bf16,
+        val_fraction=config.val_fraction,
+    )
+    aliases = {"split": ("val_data", "val_stems", "train_stems")}  # a given split wins
+    derived = {}
+    for key, value in plan.options.items():
+        if key in explicit or any(a in explicit for a in aliases.get(key, ())):
+            continue
+        setattr(config, key, value)
+        derived[key] = plan.reasons[key]
+    config.plan = {"fingerprint": fp.to_dict(), "device_kind": kind, "derived": derived}
+    if verbose:
+        print("train: dataset fingerprint\n" + configure.describe_fingerprint(fp))
+        print("train: derived settings (explicit options win)\n"
+              + configure.describe_plan(plan, explicit))  # fmt: skip
+
+
+def _choose_evaluation(config: TrainConfig, run_dir: Path, dataset, verbose: int) -> None:
+    """Decides ``eval_tta`` (and, for one output channel, ``eval_threshold``) on the
+    validation images: the best model predicts them with and without test-time augmentation
+    (8 flips / rotations); the choice with the higher pooled foreground Dice wins, and for
+    binary models the threshold in 0.30, 0.35, ..., 0.70 that maximises it."""
+    from unet_lib.data import load_dataset
+    from unet_lib.inference import predict_probabilities
+
+    model = keras.saving.load_model(run_dir / run_callbacks.BEST_MODEL, safe_mode=True)
+    if config.val_data:
+        val = load_dataset(config.val_data, labels=config.labels, channels=config.channels)
+    else:
+        val = dataset.select(config.val_stems)
+    binary = config.num_classes == 1
+    thresholds = [round(t, 2) for t in np.arange(0.30, 0.701, 0.05)] if binary else [0.5]
+    choices = (False, True) if config.eval_tta == "auto" else (bool(config.eval_tta),)
+    scores = {}
+    for tta in choices:
+        counts = {t: 0 for t in thresholds}
+        for image, mask in zip(val.images, val.masks, strict=True):
+            p = predict_probabilities(model, image, tta=tta)
+            for t in thresholds:
+                counts[t] = counts[t] + _foreground_counts(p, mask, t, binary)
+        for t, c in counts.items():
+            scores[(tta, t)] = _mean_dice(c)
+    (tta, threshold), best = max(scores.items(), key=lambda kv: (kv[1], -abs(kv[0][1] - 0.5)))
+    if config.eval_tta == "auto":
+        config.eval_tta = tta
+    if binary and config.eval_threshold == "auto":
+        config.eval_threshold = threshold
+    elif config.eval_threshold == "auto":
+        config.eval_threshold = 0.5
+    plain = scores[(choices[0], 0.5)]
+    config.plan.setdefault("derived", {})["evaluation"] = (
+        f"validation Dice {best:.4f} with tta={tta}, threshold={threshold:g} "
+        f"({plain:.4f} with tta={choices[0]} at 0.5)"
+    )
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    if verbose:
+        print(f"train: evaluation settings: tta={config.eval_tta}, threshold="
+              f"{config.eval_threshold} ({config.plan['derived']['evaluation']})")  # fmt: skip
+
+
+def _foreground_counts(p: np.ndarray, mask: np.ndarray, threshold: float, binary: bool):
+    """``(3, K-1)`` array of tp, fp, fn per foreground class (ignored pixels left out)."""
+    valid = mask >= 0
+    pred = (p[..., 0] >= threshold) if binary else np.argmax(p, axis=-1)
+    pred, truth = pred[valid].astype(np.int64), mask[valid].astype(np.int64)
+    k = 2 if binary else p.shape[-1]
+    confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion)[1:]
+    fp = confusion.sum(0)[1:] - tp
+    fn = confusion.sum(1)[1:] - tp
+    return np.stack([tp, fp, fn])
+
+
+def _mean_dice(counts: np.ndarray) -> float:
+    """Mean over foreground classes of 2 tp / (2 tp + fp + fn); classes absent from both
+    truth and prediction are left out."""
+    tp, fp, fn = counts
+    denominator = 2 * tp + fp + fn
+    present = denominator > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(2 * tp[present] / denominator[present]))
 
 
 def _agree_on_start(settings, state: dict | None) -> None:
@@ -440,6 +553,7 @@ def _datasets(config: TrainConfig, dataset, global_batch: int):
         masks,
         batch_size=global_batch,
         patch_size=config.patch_size,
+        foreground_fraction=config.foreground_fraction if config.patch_size else 0.0,
         augment=config.augment_config(),
         shuffle=True,
         seed=config.seed,

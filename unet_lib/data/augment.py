@@ -385,16 +385,23 @@ def random_crop_pair(image, mask, size, seed=0, *, weights=None):
     return out if weights is None else (*out, _from_batch(w, single, mask_rank))
 
 
-def _crop_batch(image, mask, weights, size, seed):
-    """The batched core of :func:`random_crop_pair`."""
+def _crop_batch(image, mask, weights, size, seed, foreground: float = 0.0):
+    """The batched core of :func:`random_crop_pair`; ``foreground``: see
+    :func:`_foreground_starts`."""
     ph, pw = (size, size) if isinstance(size, int) else tuple(size)
     batch = tf.shape(image)[0]
     h, w = _spatial(image)
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    if foreground > 0:
+        fg_start, found = _foreground_starts(mask, ph, pw, seeds[2])
+        draw = tf.random.stateless_uniform([batch], seeds[3])
+        use_fg = found & (draw < foreground)
     picks = []
-    for size_in, size_out, s in ((h, ph, seeds[0]), (w, pw, seeds[1])):
+    for axis, (size_in, size_out, s) in enumerate(((h, ph, seeds[0]), (w, pw, seeds[1]))):
         room = tf.maximum(size_in - size_out, 0)
         start = tf.random.stateless_uniform([batch], s, minval=0, maxval=room + 1, dtype=tf.int32)
+        if foreground > 0:
+            start = tf.where(use_fg, tf.clip_by_value(fg_start[:, axis], 0, room), start)
         start = tf.where(size_in >= size_out, start, -((size_out - size_in) // 2))
         raw = start[:, None] + tf.range(size_out)[None]  # (B, size_out)
         picks.append((_reflect_coord(raw, size_in), (raw >= 0) & (raw < size_in)))
@@ -410,6 +417,47 @@ def _crop_batch(image, mask, weights, size, seed):
         return x
 
     return window(image), window(mask, IGNORE_LABEL), window(weights, 0)
+
+
+def _foreground_starts(mask, ph: int, pw: int, seed):
+    """Window starts that put a foreground pixel inside the window (nnU-Net's oversampling).
+
+    Per sample: a class drawn uniformly among the foreground classes (> 0) present, one of
+    its pixels drawn uniformly, and the window placed so that pixel falls at a uniformly
+    random position inside it. Uniform over classes (not pixels) so that rare classes are
+    seen as often as common ones.
+
+    Returns:
+        ``(starts (B, 2) int32, found (B,) bool)``; ``found`` is False for masks without
+        foreground (their start is unused).
+    """
+
+    def one(args):
+        m, s = args
+        m = m[..., 0]
+        s_class, s_pixel, s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(s, 4))
+        counts = tf.math.bincount(tf.reshape(tf.maximum(m, 0), [-1]))
+        classes = tf.cast(tf.where(counts[1:] > 0)[:, 0] + 1, tf.int32)
+        n = tf.size(classes)
+
+        def pick():
+            c = classes[tf.random.stateless_uniform([], s_class, 0, n, tf.int32)]
+            where = tf.cast(tf.where(tf.equal(m, c)), tf.int32)
+            i = tf.random.stateless_uniform([], s_pixel, 0, tf.shape(where)[0], tf.int32)
+            dy = tf.random.stateless_uniform([], s_y, 0, ph, tf.int32)
+            dx = tf.random.stateless_uniform([], s_x, 0, pw, tf.int32)
+            return tf.stack([where[i, 0] - dy, where[i, 1] - dx])
+
+        start = tf.cond(n > 0, pick, lambda: tf.zeros([2], tf.int32))
+        return start, n > 0
+
+    batch = tf.shape(mask)[0]
+    seeds = tf.random.experimental.stateless_split(seed, batch)
+    return tf.map_fn(
+        one,
+        (tf.cast(mask, tf.int32), seeds),
+        fn_output_signature=(tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.bool)),
+    )
 
 
 def device_augment_fn(config: AugmentConfig | None = None, seed=0):

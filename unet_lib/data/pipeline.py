@@ -279,6 +279,7 @@ def make_dataset(
     shuffle_buffer: int | None = None,
     labels=None,
     channels: int | None = None,
+    foreground_fraction: float = 0.0,
 ) -> tf.data.Dataset:
     """Builds the training (or evaluation) ``tf.data`` pipeline.
 
@@ -290,6 +291,9 @@ def make_dataset(
         batch_size: elements per batch (the global batch under ``tf.distribute``).
         patch_size: ``int`` or ``(h, w)``: train on a random window of each image per step;
             smaller images are reflect-padded (mask ``IGNORE_LABEL``). ``None``: whole images.
+        foreground_fraction: share of the patches centred on a foreground pixel (of a class
+            drawn uniformly among those > 0 present in the image), the rest uniform; nnU-Net
+            uses 1/3 so rare classes are seen. Needs ``patch_size``.
         augment: an :class:`AugmentConfig`, or ``None`` for no augmentation.
         shuffle: seeded shuffle, a new order each epoch (``shuffle_buffer`` elements; default
             the whole dataset up to 4096).
@@ -329,6 +333,10 @@ def make_dataset(
     if augment is not None and not isinstance(augment, AugmentConfig):
         raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment)}")
     patch = None if patch_size is None else _pair(patch_size, "patch_size")
+    if not 0.0 <= foreground_fraction <= 1.0:
+        raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+    if foreground_fraction > 0 and patch is None:
+        raise ValueError("foreground_fraction needs patch_size (it places the patches)")
     streaming = (
         isinstance(images, str | Path)
         and isinstance(cache, str | Path)
@@ -378,7 +386,7 @@ def make_dataset(
         s = tf.random.experimental.stateless_fold_in(base, r)
         s_crop, s_aug = tf.unstack(tf.random.experimental.stateless_split(s, 2))
         if patch is not None:
-            image, mask, w = _crop_batch(image, mask, w, patch, s_crop)
+            image, mask, w = _crop_batch(image, mask, w, patch, s_crop, foreground_fraction)
         if host_augment is not None:
             image, mask, w = _augment_batch(image, mask, w, host_augment, s_aug)
         image, mask, w = (None if t is None else t[0] for t in (image, mask, w))

@@ -1,0 +1,235 @@
+"""Quality on real data: the self-configured defaults, trained on a time budget, scored on
+held-out images never used for training or model selection.
+
+    .venv/bin/python benchmarks/quality.py                    # all three, 25 min each
+    .venv/bin/python benchmarks/quality.py --minutes 0.25 --smoke   # end to end, ~2 min
+    .venv/bin/python benchmarks/quality.py --datasets isbi --json r.json --markdown r.md
+
+Each data set is trained exactly as a user would with the defaults only::
+
+    python -m unet_lib train --data TRAIN --out RUN --time-budget MINUTES
+
+(in a fresh process), then its best model is scored on the test block with the
+test-time-augmentation and threshold choices the run made on its validation images
+(``eval_tta``, ``eval_threshold``). The data come from
+``UNET_SHARED_DATA`` (or ``--data-root``, default ``../shared/data``); the train / test
+folders are made of symbolic links under ``--out``, with a ``dataset.json`` that says which
+mask value is which class. Exits 1 when a target fails (not with ``--smoke``, which only
+checks that everything runs).
+
+* ISBI 2012: slices 0-17 train, 18-23 test; pixel error <= 0.0611 and Rand error <= 0.0382
+  (the U-Net paper's challenge figures: a level to reach, on a different test block),
+  membrane Dice >= 0.85.
+* DSB2018 nuclei: seeded 80/20 split of the 107 tiles; nucleus Dice >= 0.85.
+* VNC multi-class: slices 0-15 train, 16-19 test, 5 classes; mean IoU of membrane, glia,
+  mitochondria and synapse >= 0.60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_common import ROOT, Report  # noqa: E402
+
+ISBI_LABELS = {"background": 255, "membrane": 0}
+DSB_LABELS = {"background": 0, "nucleus": 255}
+# intracellular is class 0, so the "foreground" means are over the other four classes
+VNC_LABELS = {
+    "intracellular": 255,
+    "membrane": [0, 32, 64, 96, 128],
+    "glia": 159,
+    "mitochondria": 191,
+    "synapse": 223,
+}
+DATASETS = {
+    "isbi": dict(folder="isbi2012_membrane", labels=ISBI_LABELS, name="ISBI 2012"),
+    "dsb": dict(folder="dsb2018_nuclei", labels=DSB_LABELS, name="DSB2018 nuclei"),
+    "vnc": dict(folder="vnc_multiclass", labels=VNC_LABELS, name="VNC multi-class"),
+}
+TARGETS = {
+    "isbi": [
+        ("pixel error", "pixel_error", 0.0611, "<="),
+        ("Rand error", "rand_error", 0.0382, "<="),
+        ("membrane Dice", "mean_dice", 0.85, ">="),
+    ],
+    "dsb": [("nucleus Dice", "mean_dice", 0.85, ">=")],
+    "vnc": [("mean IoU (4 non-intracellular classes)", "mean_iou", 0.60, ">=")],
+}
+
+
+def data_root(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    env = os.environ.get("UNET_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+def split_stems(key: str, stems: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """The issue's splits: ISBI 0-17 / 18-23, VNC 0-15 / 16-19, DSB seeded 80/20."""
+    if key == "isbi":
+        return [s for s in stems if int(s) <= 17], [s for s in stems if int(s) >= 18]
+    if key == "vnc":
+        return [s for s in stems if int(s) <= 15], [s for s in stems if int(s) >= 16]
+    order = np.random.default_rng(seed).permutation(sorted(stems))
+    n_test = round(0.2 * len(stems))
+    return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
+
+
+def link_split(source: Path, dest: Path, stems: list[str], labels: dict) -> Path:
+    """A dataset folder of symbolic links to ``stems`` of ``source`` plus a dataset.json."""
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        files = {p.stem: p for p in (source / sub).iterdir()}
+        for stem in stems:
+            link = dest / sub / files[stem].name
+            if not link.is_symlink():
+                link.symlink_to(files[stem].resolve())
+    (dest / "dataset.json").write_text(json.dumps({"labels": labels}, indent=1))
+    return dest
+
+
+def run_one(key: str, root: Path, out: Path, minutes: float, log) -> dict:
+    """Trains with the defaults in a fresh process and scores the test block."""
+    spec = DATASETS[key]
+    source = root / spec["folder"]
+    stems = sorted(p.stem for p in (source / "images").iterdir())
+    train_stems, test_stems = split_stems(key, stems)
+    train_dir = link_split(source, out / key / "train", train_stems, spec["labels"])
+    test_dir = link_split(source, out / key / "test", test_stems, spec["labels"])
+    run_dir = out / key / "run"
+    command = [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
+               "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
+               "--overwrite"]  # fmt: skip
+    print(f"{spec['name']}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    with open(out / key / "train.log", "w") as stream:
+        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (out / key / "train.log").read_text().splitlines()[-15:]
+        raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
+
+    from unet_lib.evaluation import evaluate, save_json
+    from unet_lib.fileio import load_model
+
+    config = json.loads((run_dir / "config.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    model = load_model(run_dir / "best.keras")
+    tta = config.get("eval_tta") is True
+    threshold = config.get("eval_threshold", 0.5)
+    threshold = 0.5 if threshold == "auto" else float(threshold)
+    start = time.perf_counter()
+    report = evaluate(model, test_dir, tta=tta, threshold=threshold)
+    eval_seconds = time.perf_counter() - start
+    save_json(report, out / key / "evaluation_test.json")
+    result = {
+        "key": key,
+        "name": spec["name"],
+        "train_images": len(train_stems),
+        "test_images": len(test_stems),
+        "train_seconds": state["train_seconds"],
+        "wall_seconds": wall,
+        "epochs": state["epochs_done"],
+        "steps": state["epochs_done"] * int(config["steps_per_epoch"]),
+        "best_epoch": state["best_epoch"],
+        "best_val_dice": state["best_score"],
+        "eval_tta": tta,
+        "eval_threshold": threshold,
+        "eval_seconds": eval_seconds,
+        "config": {k: config[k] for k in ("patch_size", "batch_size", "base_filters", "depth",
+                                          "precision", "loss", "split", "steps_per_epoch")},
+        "devices": config.get("devices", {}),
+        "derived": config.get("plan", {}).get("derived", {}),
+        "test": {k: report.get(k) for k in ("mean_dice", "mean_iou", "pixel_error",
+                                            "pixel_accuracy", "rand_error")},
+        "per_class_iou": {n: c["iou"] for n, c in report["per_class"].items()},
+        "per_class_dice": {n: c["dice"] for n, c in report["per_class"].items()},
+    }  # fmt: skip
+    log(result)
+    return result
+
+
+def add_to_report(report: Report, results: list[dict], smoke: bool) -> None:
+    rows = report.table(
+        "Held-out test figures (defaults only, time budget per data set)",
+        ["data", "train / test images", "train s", "steps", "patch", "batch", "width",
+         "precision", "TTA", "threshold", "Dice", "IoU", "pixel error", "Rand error"],
+    )  # fmt: skip
+    classes = report.table("Per-class IoU on the test images", ["data", "class", "IoU", "Dice"])
+    for r in results:
+        c, t = r["config"], r["test"]
+        rows.append([r["name"], f"{r['train_images']} / {r['test_images']}", r["train_seconds"],
+                     r["steps"], c["patch_size"] or "whole", c["batch_size"], c["base_filters"],
+                     r["devices"].get("precision", c["precision"]), r["eval_tta"],
+                     r["eval_threshold"],
+                     t["mean_dice"], t["mean_iou"], t["pixel_error"],
+                     t["rand_error"]])  # fmt: skip
+        for name, iou in r["per_class_iou"].items():
+            classes.append([r["name"], name, iou, r["per_class_dice"][name]])
+        if smoke:
+            continue
+        for label, key, limit, op in TARGETS[r["key"]]:
+            report.target(f"{r['name']}: {label}", float(t[key]), limit, op)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=25.0, help="training budget per set")
+    parser.add_argument("--datasets", default="isbi,dsb,vnc", help="comma-separated subset")
+    parser.add_argument("--data-root", type=Path, help="default: UNET_SHARED_DATA")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "quality")
+    parser.add_argument("--smoke", action="store_true", help="check it runs; no targets")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown")
+    args = parser.parse_args(argv)
+    keys = [k.strip() for k in args.datasets.split(",") if k.strip()]
+    unknown = sorted(set(keys) - set(DATASETS))
+    if unknown:
+        parser.error(f"unknown data sets {unknown}; choose from {sorted(DATASETS)}")
+    root = data_root(args.data_root)
+    missing = [DATASETS[k]["folder"] for k in keys if not (root / DATASETS[k]["folder"]).is_dir()]
+    if missing:
+        print(f"quality: {missing} not found under {root}; set UNET_SHARED_DATA or --data-root")
+        return 2
+
+    report = Report()
+    results = []
+    start = time.perf_counter()
+
+    def log(result):
+        steps, seconds = result["steps"], result["train_seconds"]
+        print(f"  {result['name']}: {json.dumps(result['test'])} ({steps} steps, {seconds:.0f} s)",
+              flush=True)  # fmt: skip
+
+    for key in keys:
+        results.append(run_one(key, root, args.out, args.minutes, log))
+    add_to_report(report, results, args.smoke)
+    report.note(f"{args.minutes:g} training minutes per data set; TTA and threshold: the "
+                "run's eval_tta / eval_threshold, chosen on its validation images")  # fmt: skip
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    print(report.render())
+    elapsed = time.perf_counter() - start
+    print(f"\nquality, {stamp}, {elapsed:.0f} s: "
+          f"{len(report.failed)} of {len(report.targets)} targets failed")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, **report.to_json()}, indent=1))
+    if args.markdown:
+        args.markdown.write_text(report.render(markdown=True) + "\n")
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

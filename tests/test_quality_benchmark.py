@@ -1,0 +1,65 @@
+"""benchmarks/quality.py: the splits the issue fixes, the linked folders, and (with the real
+data) a short end-to-end run of all three data sets: train with the defaults, score the
+held-out block. The 25-minute figures themselves are in benchmarks/README.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import quality  # noqa: E402
+
+
+def test_fixed_splits():
+    train, test = quality.split_stems("isbi", [str(i) for i in range(24)])
+    assert train == [str(i) for i in range(18)] and test == [str(i) for i in range(18, 24)]
+    train, test = quality.split_stems("vnc", [f"{i:02d}" for i in range(20)])
+    assert test == ["16", "17", "18", "19"] and len(train) == 16
+
+
+def test_dsb_split_is_seeded_80_20_and_disjoint():
+    stems = [f"{i:03x}" for i in range(107)]
+    train, test = quality.split_stems("dsb", stems)
+    assert len(test) == 21 and len(train) == 86  # round(0.2 * 107) = 21
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(stems)
+    assert quality.split_stems("dsb", list(reversed(stems))) == (train, test)  # order-free
+
+
+def test_link_split_makes_a_dataset_folder(tmp_path):
+    source = tmp_path / "src"
+    for sub in ("images", "masks"):
+        (source / sub).mkdir(parents=True)
+        for stem in ("0", "1", "2"):
+            (source / sub / f"{stem}.png").write_bytes(b"x")
+    dest = quality.link_split(source, tmp_path / "dest", ["0", "2"], quality.ISBI_LABELS)
+    assert sorted(p.name for p in (dest / "images").iterdir()) == ["0.png", "2.png"]
+    assert all(p.is_symlink() for p in (dest / "masks").iterdir())
+    assert json.loads((dest / "dataset.json").read_text())["labels"]["membrane"] == 0
+    quality.link_split(source, tmp_path / "dest", ["0", "2"], quality.ISBI_LABELS)  # again: ok
+
+
+@pytest.mark.shared_data
+def test_end_to_end_on_the_real_data(shared_data, tmp_path):
+    out = tmp_path / "quality.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "quality.py"), "--smoke", "--minutes", "0.1",
+         "--data-root", str(shared_data), "--out", str(tmp_path / "runs"), "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = {r["key"]: r for r in json.loads(out.read_text())["results"]}
+    assert sorted(results) == ["dsb", "isbi", "vnc"]
+    for r in results.values():
+        assert r["steps"] > 0 and r["train_seconds"] > 0
+        assert 0 <= r["test"]["mean_dice"] <= 1 and 0 <= r["test"]["pixel_error"] <= 1
+        assert r["derived"], "the run recorded no derived settings"
+    assert results["isbi"]["test_images"] == 6 and results["vnc"]["test_images"] == 4
+    assert sorted(results["vnc"]["per_class_iou"]) == sorted(quality.VNC_LABELS)
+    assert 0 <= results["isbi"]["test"]["rand_error"] <= 1

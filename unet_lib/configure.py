@@ -1,0 +1,342 @@
+"""Self-configuration: a fingerprint of the dataset, and training choices derived from it.
+
+nnU-Net's idea for 2-D U-Nets: look at the data (image sizes, channels, intensities, class
+frequencies, object sizes) and at the machine, and derive the patch size, batch size,
+network size, loss, schedule and validation split instead of asking the user. Here:
+
+* :func:`fingerprint` summarises a loaded dataset (a :class:`DatasetFingerprint`);
+* :func:`plan_training` turns a fingerprint, the device kind and the time budget into
+  :class:`unet_lib.training.TrainConfig` values, each with the reason it was chosen;
+* :func:`unet_lib.train` applies the plan to every option the caller did not give
+  (``auto_configure=True``, the default) and records the fingerprint, the plan and the
+  reasons in the run's ``config.json``.
+
+The rules are small and stated in :func:`plan_training`; what they reach on real data is
+measured by ``benchmarks/quality.py`` (figures in ``benchmarks/README.md``).
+
+Example:
+    >>> from unet_lib.data import load_dataset  # doctest: +SKIP
+    >>> fp = fingerprint(load_dataset("data/generated/membranes"))  # doctest: +SKIP
+    >>> plan = plan_training(fp, device_kind="CPU", time_budget_minutes=25)  # doctest: +SKIP
+    >>> print(describe_plan(plan))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# Pixels per training step that keep a 2-core AVX-512 CPU's convolutions busy (throughput
+# stops growing at batch 8 of 128^2 and stays flat to 8 x 256^2: benchmarks/README.md).
+CPU_PIXELS_PER_STEP = 8 * 256 * 256
+GPU_PIXELS_PER_STEP = 16 * 512 * 512
+CPU_PATCH = 256
+GPU_PATCH = 512
+# Validation runs once per epoch; epochs are made long enough that it costs <= ~10 % of
+# the training time (a forward pass costs about a third of a training step per pixel).
+VALIDATION_SHARE = 0.1
+MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch length
+RARE_CLASS = 0.05  # foreground classes under this share of pixels get patch oversampling
+_SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """What the data looks like, as far as training choices are concerned.
+
+    Attributes:
+        num_pairs: image/mask pairs.
+        median_size: median ``(H, W)``.
+        min_size: smallest ``(H, W)`` (per axis).
+        channels: image channels.
+        intensity_mean: per-channel mean of the images (in ``[0, 1]``).
+        intensity_std: per-channel standard deviation.
+        intensity_percentiles: per-channel 0.5 and 99.5 percentiles.
+        class_names: the label mapping's class names.
+        class_fractions: each class's share of the labelled pixels.
+        object_diameter: per foreground class, the median equivalent diameter
+            (``sqrt(4 area / pi)``, pixels) of its connected components.
+        object_width: per foreground class, twice the mean distance from a class pixel to
+            the nearest other pixel: the typical thickness (a membrane's width, a nucleus'
+            radius-ish).
+        is_stack: the stems are consecutive numbers (slices of one volume, or frames), so
+            neighbours are correlated and a random split would leak.
+    """
+
+    num_pairs: int
+    median_size: tuple[int, int]
+    min_size: tuple[int, int]
+    channels: int
+    intensity_mean: list[float]
+    intensity_std: list[float]
+    intensity_percentiles: list[list[float]]
+    class_names: list[str]
+    class_fractions: list[float]
+    object_diameter: dict[str, float]
+    object_width: dict[str, float]
+    is_stack: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainingPlan:
+    """Derived :class:`~unet_lib.training.TrainConfig` values and why each was chosen."""
+
+    options: dict = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def choose(self, key: str, value, reason: str) -> None:
+        self.options[key] = value
+        self.reasons[key] = reason
+
+
+def fingerprint(dataset) -> DatasetFingerprint:
+    """Summarises a dataset for :func:`plan_training`.
+
+    Args:
+        dataset: a :class:`unet_lib.data.LoadedDataset` (or a folder path, loaded with its
+            ``dataset.json``).
+
+    Returns:
+        A :class:`DatasetFingerprint`. Object sizes use at most 32 masks, evenly spaced.
+
+    Example:
+        >>> fp = fingerprint("data/generated/membranes")  # doctest: +SKIP
+        >>> fp.class_fractions  # doctest: +SKIP
+        [0.78, 0.22]
+    """
+    if not hasattr(dataset, "images"):
+        from unet_lib.data import load_dataset
+
+        dataset = load_dataset(dataset)
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: nothing to fingerprint")
+    shapes = np.array([m.shape[:2] for m in dataset.masks])
+    channels = int(dataset.channels)
+    # pooled moments over every pixel, without concatenating the images
+    total = sum(img.shape[0] * img.shape[1] for img in dataset.images)
+    sums = sum(img.reshape(-1, channels).sum(0, dtype=np.float64) for img in dataset.images)
+    mean = sums / total
+    squares = sum(
+        ((img.reshape(-1, channels) - mean) ** 2).sum(0, dtype=np.float64) for img in dataset.images
+    )
+    std = np.sqrt(squares / total)
+    sample = _evenly_spaced(len(dataset), _SAMPLE_IMAGES)
+    pixels = np.concatenate([dataset.images[i].reshape(-1, channels) for i in sample])
+    percentiles = np.percentile(pixels, [0.5, 99.5], axis=0).T
+
+    names = list(dataset.mapping.class_names)
+    counts = np.zeros(len(names), np.int64)
+    for m in dataset.masks:
+        counts += np.bincount(m[m >= 0].ravel(), minlength=len(names))[: len(names)]
+    fractions = counts / max(1, counts.sum())
+    diameters, widths = _object_sizes([dataset.masks[i] for i in sample], names)
+    return DatasetFingerprint(
+        num_pairs=len(dataset),
+        median_size=tuple(int(v) for v in np.median(shapes, axis=0)),
+        min_size=tuple(int(v) for v in shapes.min(axis=0)),
+        channels=channels,
+        intensity_mean=[round(float(v), 5) for v in mean],
+        intensity_std=[round(float(v), 5) for v in std],
+        intensity_percentiles=[[round(float(v), 5) for v in row] for row in percentiles],
+        class_names=names,
+        class_fractions=[round(float(v), 6) for v in fractions],
+        object_diameter=diameters,
+        object_width=widths,
+        is_stack=looks_like_stack(dataset.stems),
+    )
+
+
+def looks_like_stack(stems) -> bool:
+    """True when the stems are consecutive integers (optionally with one shared prefix),
+    like the slices of a volume: ``0..23``, ``slice_000..slice_019``."""
+    parts = [re.fullmatch(r"(.*?)(\d+)", s) for s in stems]
+    if len(stems) < 3 or not all(parts):
+        return False
+    if len({p.group(1) for p in parts}) != 1:
+        return False
+    numbers = sorted(int(p.group(2)) for p in parts)
+    return all(b - a == 1 for a, b in zip(numbers, numbers[1:], strict=False))
+
+
+def plan_training(
+    fp: DatasetFingerprint,
+    *,
+    device_kind: str = "CPU",
+    time_budget_minutes: float | None = None,
+    bf16_cpu: bool = False,
+    val_fraction: float = 0.2,
+) -> TrainingPlan:
+    """Training choices for a dataset on a device.
+
+    Rules (each choice's reason is kept in the plan):
+
+    * **split**: contiguous blocks for stacks (:func:`looks_like_stack`), else seeded
+      random; at least one validation image.
+    * **patch**: ``256`` on a CPU (``512`` on a GPU) when images have more than 1.5 times
+      its pixels, else whole images (padded to ``2**depth``).
+    * **patch sampling**: with patches and a foreground class under 5 % of the pixels, a
+      third of the patches are centred on a foreground pixel of a class drawn uniformly
+      (nnU-Net's oversampling), else uniform windows.
+    * **depth**: 4 levels when the patch is >= 128 pixels on its short side, else the most
+      that keep the bottleneck >= 8 pixels.
+    * **batch**: about ``8 x 256^2`` pixels per step on a CPU (``16 x 512^2`` on a GPU),
+      2 to 16 on a CPU (more updates per minute), 2 to 64 on a GPU, at most the number of
+      training images.
+    * **width**: 32 base filters (nnU-Net's); 16 when a CPU time budget is under 5 minutes
+      (more steps matter more than width then).
+    * **loss**: Dice + cross-entropy; the Dice term weighs each class equally, so rare
+      classes need no extra weights (nnU-Net).
+    * **schedule**: Adam, cosine decay with warm-up (over the time budget when one is given).
+    * **steps per epoch**: long enough that validation costs <= 10 % of training, at most
+      250 (nnU-Net's epoch).
+    * **precision**: under a time budget, bfloat16 on a CPU with BF16 units (1.5x the
+      steps in the same time); else the device default (``"auto"``).
+
+    Args:
+        fp: the dataset's fingerprint.
+        device_kind: ``"CPU"``, ``"GPU"`` or ``"TPU"``.
+        time_budget_minutes: the training budget, if any.
+        bf16_cpu: the CPU has bfloat16 units (``avx512_bf16`` or ``amx_bf16``).
+        val_fraction: share of the pairs used for validation.
+
+    Returns:
+        A :class:`TrainingPlan`.
+    """
+    plan = TrainingPlan()
+    gpu = device_kind.upper() in ("GPU", "TPU")
+    n_val = max(1, round(fp.num_pairs * val_fraction)) if fp.num_pairs > 1 else 0
+    n_train = fp.num_pairs - n_val
+    if fp.is_stack:
+        plan.choose("split", "contiguous", "the stems are consecutive numbers (a stack)")
+    else:
+        plan.choose("split", "random", "the stems are not a numbered stack: seeded random")
+
+    cap = GPU_PATCH if gpu else CPU_PATCH
+    h, w = fp.median_size
+    if h * w > 1.5 * cap * cap:
+        patch = (min(cap, fp.min_size[0]), min(cap, fp.min_size[1]))
+        patch_side = int(min(patch))
+        patch_side -= patch_side % 16
+        plan.choose(
+            "patch_size",
+            patch_side,
+            f"images ({h}x{w}) are larger than {cap}^2, the {device_kind} patch",
+        )
+        patch_pixels = patch_side * patch_side
+        short = patch_side
+    else:
+        plan.choose("patch_size", None, f"whole images: {h}x{w} fit the {cap} patch size")
+        patch_pixels = h * w
+        short = min(h, w)
+
+    rarest = min(fp.class_fractions[1:], default=1.0)
+    if plan.options["patch_size"] is not None and rarest < RARE_CLASS:
+        plan.choose(
+            "foreground_fraction",
+            1 / 3,
+            f"a class covers {100 * rarest:.1f} % of the pixels: a third of the patches are "
+            "centred on a foreground class, drawn uniformly (nnU-Net)",
+        )
+    else:
+        plan.choose("foreground_fraction", 0.0, "uniform patches: no class under 5 %")
+
+    depth = 4
+    while depth > 1 and short / 2**depth < 8:
+        depth -= 1
+    plan.choose("depth", depth, f"bottleneck of {short // 2**depth} px on the short side")
+
+    target = GPU_PIXELS_PER_STEP if gpu else CPU_PIXELS_PER_STEP
+    batch = int(np.clip(round(target / patch_pixels), 2, 64 if gpu else 16))
+    if n_train:
+        batch = max(1, min(batch, n_train))
+    plan.choose("batch_size", batch, f"~{target / 2**20:.1f} Mpx per step on a {device_kind}")
+
+    small_budget = time_budget_minutes is not None and time_budget_minutes < 5 and not gpu
+    width = 16 if small_budget else 32
+    plan.choose(
+        "base_filters",
+        width,
+        "budget under 5 CPU minutes: more steps beat width" if small_budget else "nnU-Net's 32",
+    )
+    plan.choose("loss", "dice_ce", "Dice + cross-entropy; Dice weighs every class equally")
+    rare = [n for n, f in zip(fp.class_names, fp.class_fractions, strict=False) if f < 0.01]
+    if rare:
+        plan.reasons["loss"] += f" (rare: {', '.join(rare)})"
+    plan.choose("schedule", "cosine", "cosine decay with warm-up")
+
+    val_pixels = n_val * h * w
+    train_pixels = batch * patch_pixels
+    epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * train_pixels))
+    epoch_steps = max(epoch_steps, math.ceil(max(n_train, 1) / batch))
+    epoch_steps = int(np.clip(epoch_steps, 1, MAX_STEPS_PER_EPOCH))
+    plan.choose("steps_per_epoch", epoch_steps, "validation <= 10 % of the training time")
+
+    if time_budget_minutes is not None and not gpu and bf16_cpu:
+        plan.choose("precision", "bfloat16", "time budget on a BF16 CPU: 1.5x the steps")
+    else:
+        plan.choose("precision", "auto", "the device default (unet_lib.runtime)")
+    return plan
+
+
+def describe_plan(plan: TrainingPlan, explicit=()) -> str:
+    """One line per choice: ``key = value (reason)``; explicit options are marked."""
+    lines = []
+    for key, value in plan.options.items():
+        if key in explicit:
+            lines.append(f"  {key:16s} given explicitly (derived would be {value!r})")
+        else:
+            lines.append(f"  {key:16s} = {value!r}  ({plan.reasons[key]})")
+    return "\n".join(lines)
+
+
+def describe_fingerprint(fp: DatasetFingerprint) -> str:
+    """A short summary of a fingerprint, for printing."""
+    classes = ", ".join(
+        f"{n} {100 * f:.1f} %" for n, f in zip(fp.class_names, fp.class_fractions, strict=False)
+    )
+    sizes = ", ".join(f"{n} {d:.0f} px" for n, d in fp.object_diameter.items())
+    return (
+        f"  {fp.num_pairs} pairs, median {fp.median_size[0]}x{fp.median_size[1]}, "
+        f"{fp.channels} channel(s), mean {fp.intensity_mean} std {fp.intensity_std}\n"
+        f"  classes: {classes}\n"
+        f"  object diameters: {sizes or 'n/a'}; stack: {fp.is_stack}"
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+def _evenly_spaced(n: int, k: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+
+
+def _object_sizes(masks, names) -> tuple[dict[str, float], dict[str, float]]:
+    """Median component diameter and mean thickness per foreground class (not class 0)."""
+    import cv2
+
+    diameters, widths = {}, {}
+    for k, name in enumerate(names):
+        if k == 0:
+            continue
+        areas, depth_sum, depth_count = [], 0.0, 0
+        for m in masks:
+            binary = (m == k).astype(np.uint8)
+            if not binary.any():
+                continue
+            count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+            areas.extend(stats[1:count, cv2.CC_STAT_AREA].tolist())
+            dist = cv2.distanceTransform(np.pad(binary, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[
+                1:-1, 1:-1
+            ]
+            depth_sum += float(dist[binary > 0].sum())
+            depth_count += int(binary.sum())
+        if areas:
+            diameters[name] = round(float(np.sqrt(4 * np.median(areas) / np.pi)), 2)
+            widths[name] = round(2 * depth_sum / depth_count, 2)
+    return diameters, widths
