@@ -87,18 +87,18 @@ def _fp(size=(512, 512), n=24, stack=True, fractions=(0.77, 0.23), channels=1):
 @pytest.mark.parametrize(
     "fp, kwargs, expected",
     [
-        # ISBI-like stack of 512^2 on a CPU: 256 patches, 8 x 256^2 per step, contiguous
-        (_fp(), {}, dict(split="contiguous", patch_size=256, depth=4, batch_size=8)),
-        # small images are taken whole; 128^2 -> 32 by pixels, capped at 16 on a CPU
+        # ISBI-like stack of 512^2 on a CPU: 256 patches, 4 x 256^2 per step, contiguous
+        (_fp(), {}, dict(split="contiguous", patch_size=256, depth=4, batch_size=4)),
+        # small images are taken whole; 128^2 -> 16 by pixels (the CPU cap)
         (_fp((128, 128)), {}, dict(patch_size=None, depth=4, batch_size=16)),
-        # DSB-like 256 x 320 tiles, not a stack: whole images, 6.4 -> 6 per step
+        # DSB-like 256 x 320 tiles, not a stack: whole images, 3.2 -> 3 per step
         (
             _fp((256, 320), n=107, stack=False),
             {},
-            dict(split="random", patch_size=None, batch_size=6),
-        ),  # fmt: skip
+            dict(split="random", patch_size=None, batch_size=3),
+        ),
         # tiny images: the depth keeps an 8-pixel bottleneck (32 / 2**2)
-        (_fp((32, 32), n=10), {}, dict(depth=2, batch_size=8)),  # 512 -> 16 -> 8 train images
+        (_fp((32, 32), n=10), {}, dict(depth=2, batch_size=8)),  # 256 -> 16 -> 8 train images
         # a GPU takes 512 patches, 16 x 512^2 per step
         (_fp((1024, 1024)), dict(device_kind="GPU"), dict(patch_size=512, batch_size=16)),
         # short CPU budgets trade width for steps; bfloat16 only under a budget on BF16 CPUs
@@ -127,10 +127,10 @@ def test_plan_rules(fp, kwargs, expected):
 
 
 def test_steps_per_epoch_keep_validation_cheap():
-    # 24 pairs -> 5 validation images of 512^2 = 1,310,720 px; a step is 8 x 256^2 px.
-    # validation ~ a third of a step per pixel: 1,310,720 / (3 * 0.1 * 524,288) = 8.33 -> 9
-    # but one pass over the 19 training images needs ceil(19 / 8) = 3 steps; max -> 9
-    assert plan_training(_fp()).options["steps_per_epoch"] == 9
+    # 24 pairs -> 5 validation images of 512^2 = 1,310,720 px; a step is 4 x 256^2 px.
+    # validation ~ a third of a step per pixel: 1,310,720 / (3 * 0.1 * 262,144) = 16.7 -> 17
+    # and one pass over the 19 training images needs ceil(19 / 4) = 5 steps; max -> 17
+    assert plan_training(_fp()).options["steps_per_epoch"] == 17
 
 
 def test_rare_classes_are_named_in_the_reason():
@@ -171,6 +171,7 @@ def test_auto_configure_off_keeps_the_fixed_defaults(tiny_data, tmp_path):
           eval_tta=False, verbose=0)  # fmt: skip
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["depth"] == TrainConfig().depth and config["plan"] == {}
+    assert config["eval_tta"] is False and config["eval_threshold"] == 0.5
 
 
 def test_evaluation_settings_are_decided_on_validation(tiny_data, tmp_path):
@@ -212,3 +213,15 @@ def test_bad_evaluation_options_fail_early():
         TrainConfig(eval_tta="yes")
     with pytest.raises(ValueError, match="eval_threshold"):
         TrainConfig(eval_threshold=1.5)
+
+
+def test_given_options_feed_the_later_rules():
+    # a given batch of 2 (instead of 4): 1,310,720 / (0.3 * 2 * 65,536) = 33.3 -> 34 steps
+    plan = plan_training(_fp(), given={"batch_size": 2})
+    assert plan.options["batch_size"] == 4  # the derived value is still listed
+    assert plan.options["steps_per_epoch"] == 34
+    # a given patch of 128: the batch follows it (262,144 / 128^2 = 16) and the depth rule
+    # sees 128 (128 / 2**4 = 8: still depth 4); 64 would give depth 3 (64 / 2**3 = 8)
+    plan = plan_training(_fp(), given={"patch_size": 128})
+    assert plan.options["batch_size"] == 16 and plan.options["depth"] == 4
+    assert plan_training(_fp(), given={"patch_size": 64}).options["depth"] == 3

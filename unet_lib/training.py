@@ -205,6 +205,9 @@ def train(
     if state is None and config.auto_configure:
         dataset = folder.load_dataset(config.data, labels=config.labels, channels=config.channels)
         _apply_plan(config, dataset, set(options), devices, verbose)
+    elif state is None:  # the fixed defaults: plain evaluation unless asked otherwise
+        config.eval_tta = False if config.eval_tta == "auto" else config.eval_tta
+        config.eval_threshold = 0.5 if config.eval_threshold == "auto" else config.eval_threshold
     settings = runtime.device_settings(
         devices,
         per_device_batch_size=config.batch_size,
@@ -341,6 +344,7 @@ def _apply_plan(config: TrainConfig, dataset, explicit: set, devices, verbose: i
         time_budget_minutes=config.time_budget_minutes,
         bf16_cpu=bf16,
         val_fraction=config.val_fraction,
+        given={key: getattr(config, key) for key in explicit if hasattr(config, key)},
     )
     aliases = {"split": ("val_data", "val_stems", "train_stems")}  # a given split wins
     derived = {}
