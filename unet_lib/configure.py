@@ -195,6 +195,8 @@ def plan_training(
       (more steps matter more than width then).
     * **loss**: Dice + cross-entropy; the Dice term weighs each class equally, so rare
       classes need no extra weights (nnU-Net).
+    * **augmentation**: flips, 90-degree rotations, a mild rotation / scale and intensity
+      (:class:`~unet_lib.data.augment.AugmentConfig` defaults); no elastic deformation.
     * **schedule**: Adam, cosine decay with warm-up (over the time budget when one is given).
     * **steps per epoch**: long enough that validation costs <= 10 % of training, at most
       250 (nnU-Net's epoch).
@@ -281,6 +283,12 @@ def plan_training(
     if rare:
         plan.reasons["loss"] += f" (rare: {', '.join(rare)})"
     plan.choose("schedule", "cosine", "cosine decay with warm-up")
+    plan.choose(
+        "augment",
+        True,
+        "flips, 90-degree rotations, +-15 degree rotation / 0.9-1.1 scale, mild intensity; "
+        "elastic deformation off (worse than these alone on ISBI 2012 in 25 minutes)",
+    )
 
     val_pixels = n_val * h * w
     train_pixels = used("batch_size") * patch_pixels
