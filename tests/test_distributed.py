@@ -45,6 +45,9 @@ EXACT = dict(
     seed=1,
     deterministic=True,
     verbose=0,
+    # the fixed defaults: the self-configuration sizes epochs from the per-replica batch,
+    # so one device (batch 4) and two replicas (2 each) would get different epoch lengths
+    auto_configure=False,
 )
 KEYS = ("loss", "dice", "iou", "val_loss", "val_dice", "val_iou")
 
