@@ -137,6 +137,16 @@ def format_table(header: list[str], rows: list[list], markdown: bool = False) ->
     return "\n".join([line, "-" * len(line), *body])
 
 
+def with_autotune(ds, enabled: bool):
+    """``ds`` with tf.data autotuning on or off. With it on, TF 2.21 waits for the autotune
+    thread when fit() drops the iterator (seconds idle; README); step times do not change."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = bool(enabled)
+    return ds.with_options(options)
+
+
 # ----------------------------------------------------------------------------- timing
 def median(values) -> float:
     values = [v for v in values if v is not None]

@@ -26,7 +26,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import ROOT, cpu_seconds, emit, make_step_timer, median, steady
+from bench_common import (
+    ROOT,
+    cpu_seconds,
+    emit,
+    make_step_timer,
+    median,
+    steady,
+    with_autotune,
+)
 
 ISBI_LABELS = {"background": 255, "membrane": 0}
 
@@ -131,13 +139,8 @@ def _config(base_filters, channels=1, num_classes=1):
 
 
 def _no_autotune(ds):
-    """The suite's own datasets skip tf.data autotuning: TF 2.21 then waits for the autotune
-    thread when fit() drops the iterator (seconds idle, README); step times do not change."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
+    """The suite's own datasets skip tf.data autotuning, as the library's do."""
+    return with_autotune(ds, False)
 
 
 def inmemory_fit(x, y, *, base_filters, policy, steps, jit_compile="auto") -> dict:

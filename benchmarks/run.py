@@ -136,30 +136,6 @@ def library_precision() -> str:
     return runtime.decide_settings(runtime.detect_devices()).precision_policy
 
 
-def apply_preview(report: Report) -> None:
-    """``--preview``: emulates the library change recommended in benchmarks/README.md that
-    may not be applied yet: tf.data autotune off in the library's pipelines."""
-    import tensorflow as tf
-
-    from unet_lib.data import pipeline
-
-    emulated = []
-    probe = pipeline.make_dataset([np.zeros((8, 8, 1), np.float32)], [np.zeros((8, 8))],
-                                  batch_size=1)  # fmt: skip
-    if probe.options().autotune.enabled is not False:
-        make = pipeline.make_dataset
-
-        def make_dataset(*args, **kwargs):
-            options = tf.data.Options()
-            options.autotune.enabled = False
-            return make(*args, **kwargs).with_options(options)
-
-        pipeline.make_dataset = make_dataset
-        emulated.append("tf.data autotune off in unet_lib.data.pipeline.make_dataset")
-    if emulated:
-        report.note("--preview emulated: " + "; ".join(emulated))
-
-
 # ----------------------------------------------------------------------------- sections
 def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
     """Fixed-length runs, float32 against bfloat16 (or the default), ABBA order across seeds."""
@@ -420,8 +396,6 @@ def run_suite(args) -> Report:
     if args.no_isbi:
         os.environ["UNET_SHARED_DATA"] = "/nonexistent"
         plan = {**plan, "isbi_seeds": ()}
-    if args.preview:
-        apply_preview(report)
     train_precision = args.train_precision
     if train_precision != "auto":
         report.note(f"unet_lib.train ran with precision={train_precision!r} (not its default)")
@@ -491,11 +465,6 @@ def worker(name: str, spec: dict) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the default configuration only")
-    parser.add_argument(
-        "--preview",
-        action="store_true",
-        help="emulate recommended library changes not applied yet (README)",
-    )
     parser.add_argument("--no-isbi", action="store_true", help="skip ISBI 2012 even if present")
     parser.add_argument(
         "--train-precision",
