@@ -24,6 +24,7 @@ _EXPORTS = {
     "build_unet": "model",
     "valid_input_size": "model",
     "valid_output_size": "model",
+    "BatchNorm": "batchnorm",
     # metrics
     "DiceMetric": "metrics",
     "IoUMetric": "metrics",
@@ -56,6 +57,7 @@ _EXPORTS = {
 }
 _SUBMODULES = (
     "model",
+    "batchnorm",
     "metrics",
     "losses",
     "data",

@@ -28,6 +28,8 @@ import math
 import keras
 from keras import layers
 
+from unet_lib.batchnorm import BatchNorm
+
 UPSAMPLING_MODES = ("transpose", "bilinear")
 PADDING_MODES = ("same", "valid")
 _AUTO = "auto"
@@ -156,7 +158,7 @@ def conv_block(
             name=f"{name}_conv{i + 1}",
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
+            x = BatchNorm(name=f"{name}_bn{i + 1}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i + 1}")(x)
     return x
 
