@@ -32,6 +32,6 @@ preload="${LD_PRELOAD:-}"
 for backend in torch jax; do
   echo "test: the backend-independent tests on KERAS_BACKEND=$backend"
   KERAS_BACKEND="$backend" LD_PRELOAD="$preload" "$py" -m pytest \
-    tests/test_model.py tests/test_metrics.py tests/test_losses.py tests/test_inference.py \
-    tests/test_backends.py -p no:cacheprovider "$@"
+    tests/test_model.py tests/test_batchnorm.py tests/test_metrics.py tests/test_losses.py \
+    tests/test_inference.py tests/test_backends.py -p no:cacheprovider "$@"
 done
