@@ -65,6 +65,33 @@ def test_evaluate_model_writes_the_json_keys(run, data, tmp_path, capsys):
     assert "mean Dice" in capsys.readouterr().out
 
 
+def test_evaluate_and_predict_follow_the_runs_tta_and_threshold(run, data, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(eval_tta=True, eval_threshold=0.7)
+    (copy / "config.json").write_text(json.dumps(config))
+    model, reports = str(copy / "best.keras"), {}
+    for name, extra in (("auto", []), ("explicit", ["--tta", "on", "--threshold", "0.7"]),
+                        ("plain", ["--tta", "off", "--threshold", "0.5"])):  # fmt: skip
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--model", model, "--data", str(data), "--json", str(out),
+                     *extra]) == 0  # fmt: skip
+        reports[name] = json.loads(out.read_text())
+        reports[name]["stdout"] = capsys.readouterr().out
+    assert f"evaluate: tta on, threshold 0.7 ({copy / 'config.json'})" in reports["auto"]["stdout"]
+    assert "config.json" not in reports["plain"]["stdout"]  # both given: nothing read
+    assert reports["auto"]["mean_dice"] == reports["explicit"]["mean_dice"]
+    masks = {}
+    for name, extra in (("auto", []), ("explicit", ["--tta", "--threshold", "0.7"])):
+        assert main(["predict", "--model", model, "--input", str(data / "images"),
+                     "--out", str(tmp_path / name), *extra]) == 0  # fmt: skip
+        masks[name] = cv2.imread(str(tmp_path / name / "0000.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(masks["auto"], masks["explicit"])
+
+
 def test_predict_then_score_the_folder_equals_scoring_the_model(run, data, tmp_path):
     masks = tmp_path / "pred"
     assert main(["predict", "--model", str(run / "best.keras"), "--input",

@@ -199,22 +199,57 @@ def add_evaluate(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="DIR", help="folder with images/, masks/")
     p.add_argument("--labels", metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    p.add_argument("--tta", action="store_true", help="average flips and rotations")
+    _add_tta_and_threshold(p)
     p.add_argument("--tile", type=int, metavar="N", help="predict in N x N tiles")
     p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap")
     return p
+
+
+def _add_tta_and_threshold(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="average flips and rotations; auto (default) = what training chose on the "
+        "validation images (eval_tta in the model's config.json), off without one",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="binary models: label 1 where p >= P (default: eval_threshold from the model's "
+        "config.json, else 0.5)",
+    )
+
+
+def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, float]:
+    """``--tta`` / ``--threshold``, else the choices recorded in the model's run folder."""
+    run = _run_config(args.model)
+    tta = {"on": True, "off": False}.get(args.tta, run.get("eval_tta") is True)
+    if args.threshold is not None:
+        threshold = args.threshold
+    else:
+        threshold = _threshold(run.get("eval_threshold", "auto"))
+    if args.tta == "auto" or args.threshold is None:
+        source = Path(args.model).parent / "config.json" if run else "defaults"
+        print(f"{command}: tta {'on' if tta else 'off'}, threshold {threshold:g} ({source})")
+    return tta, threshold
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from unet_lib.evaluation import evaluate, evaluate_folder, format_report, save_json
 
     if args.model:
+        tta, threshold = _tta_and_threshold(args, "evaluate")
         model = load_model(args.model)
         report = evaluate(
             model,
             args.data,
             labels=_labels_for(args.data, args.labels, args.model),
-            tta=args.tta,
+            tta=tta,
+            threshold=threshold,
             tile_size=args.tile,
             overlap=args.overlap,
         )
@@ -239,7 +274,7 @@ def add_predict(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks")
     p.add_argument("--tile", type=int, metavar="N", help="predict in N x N tiles")
     p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap")
-    p.add_argument("--tta", action="store_true", help="average flips and rotations")
+    _add_tta_and_threshold(p)
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     p.add_argument("--labels", metavar="JSON_OR_FILE", help="mapping for the saved masks")
     return p
@@ -248,6 +283,7 @@ def add_predict(sub) -> argparse.ArgumentParser:
 def run_predict(args: argparse.Namespace) -> int:
     from unet_lib.inference import predict_folder
 
+    tta, threshold = _tta_and_threshold(args, "predict")
     model = load_model(args.model)
     written = predict_folder(
         model,
@@ -257,7 +293,8 @@ def run_predict(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         tile_size=args.tile,
         overlap=args.overlap,
-        tta=args.tta,
+        tta=tta,
+        threshold=threshold,
     )
     print(f"predict: wrote {len(written)} files to {args.out}")
     return 0
@@ -306,12 +343,15 @@ def load_model(path: str):
     return load(path)
 
 
+def _run_config(model_path: str) -> dict:
+    """The ``config.json`` of the model's run folder, ``{}`` when there is none."""
+    config = Path(model_path).parent / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
 def _run_labels(model_path: str) -> dict | None:
     """The label mapping recorded in the model's run folder (``config.json``), if any."""
-    config = Path(model_path).parent / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text()).get("labels")
-    return None
+    return _run_config(model_path).get("labels")
 
 
 def _labels_for(data_dir: str, labels, model_path: str):
