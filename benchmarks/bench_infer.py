@@ -139,12 +139,11 @@ def speed(model, sizes, *, rounds: int, report, peak32: float) -> dict:
 
 def memory_worker(spec: dict) -> None:
     """Fresh-process memory run: load the model, warm up, reset the peak, predict one size."""
-    import keras
-
+    from unet_lib.fileio import load_model
     from unet_lib.inference import predict
 
     size, tiled = int(spec["size"]), bool(spec["tiled"])
-    model = keras.saving.load_model(spec["model"], safe_mode=True, compile=False)
+    model = load_model(spec["model"], compile=False)
     image = test_image(size)  # uint8, made before the baseline: the input does not count
     options = dict(TILED) if tiled else {}
     for warm in (512, 768):  # trace (two sizes: a shape-generic graph), caches, the copy

@@ -242,10 +242,11 @@ def section_training(report, plan, train_precision, peaks, flops_fn):
 
 def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
     import bench_infer as bi
-    import keras
+
+    from unet_lib.fileio import load_model
 
     path = bi.reference_model_path()
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_model(path, compile=False)
     speed = bi.speed(model, plan["inference_sizes"], rounds=plan["inference_rounds"],
                      report=report, peak32=peaks["float32"])  # fmt: skip
     rows = report.table(

@@ -123,7 +123,7 @@ np.save(sys.argv[1] + ".npy", model.predict(x, verbose=0))
 LOAD = """
 import sys
 import keras, numpy as np
-import unet_lib.losses, unet_lib.metrics  # registers the custom objects
+import unet_lib.batchnorm, unet_lib.losses, unet_lib.metrics  # registers the custom objects
 x = np.load(sys.argv[1])
 for name in sys.argv[2:]:
     model = keras.saving.load_model(name + ".keras", safe_mode=True)

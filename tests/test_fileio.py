@@ -54,7 +54,7 @@ def test_load_model_registers_the_custom_objects_first(tmp_path):
     from unet_lib.metrics import DiceMetric
     from unet_lib.model import build_unet
 
-    model = build_unet((None, None, 1), 1, depth=1, base_filters=2)
+    model = build_unet((None, None, 1), 1, depth=1, base_filters=2, batch_norm=True)  # BatchNorm
     model.compile(loss=DiceCELoss(), metrics=[DiceMetric(1)])
     path = save_model_atomic(model, tmp_path / "m.keras")
     code = (

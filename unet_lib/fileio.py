@@ -68,12 +68,16 @@ def save_model_atomic(model, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path: str | os.PathLike, *, compile: bool = True):
     """Load a ``.keras`` model saved by this library, with ``safe_mode=True``.
 
     The package imports its submodules lazily, so ``keras.saving.load_model`` right after
-    ``import unet_lib`` would not yet know the registered losses and metrics
-    (``Could not locate class 'DiceCELoss'``); this imports them first.
+    ``import unet_lib`` would not yet know the registered losses, metrics and layers
+    (``Could not locate class 'DiceCELoss'`` / ``'BatchNorm'``); this imports them first.
+
+    Args:
+        path: The ``.keras`` file.
+        compile: Also restore the loss, metrics and optimizer (``False``: inference only).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -84,7 +88,7 @@ def load_model(path: str | os.PathLike):
     """
     import keras
 
-    from unet_lib import losses, metrics, model  # noqa: F401 - registers the custom objects
+    from unet_lib import batchnorm, losses, metrics, model  # noqa: F401 - registers them
 
     file = Path(path)
     if not file.is_file():
@@ -92,6 +96,6 @@ def load_model(path: str | os.PathLike):
     if file.suffix != ".keras":
         raise ValueError(f"{file} is not a .keras model file")
     try:
-        return keras.saving.load_model(file, safe_mode=True)
+        return keras.saving.load_model(file, safe_mode=True, compile=compile)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for bad files
         raise ValueError(f"{file} is not a readable Keras model ({error})") from error
