@@ -124,13 +124,12 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log) -> dict:
 
     from unet_lib.evaluation import evaluate, save_json
     from unet_lib.fileio import load_model
+    from unet_lib.training import evaluation_settings
 
     config = json.loads((run_dir / "config.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())
     model = load_model(run_dir / "best.keras")
-    tta = config.get("eval_tta") is True
-    threshold = config.get("eval_threshold", 0.5)
-    threshold = 0.5 if threshold == "auto" else float(threshold)
+    tta, threshold = evaluation_settings(config)
     start = time.perf_counter()
     report = evaluate(model, test_dir, tta=tta, threshold=threshold)
     eval_seconds = time.perf_counter() - start

@@ -207,3 +207,18 @@ def test_resumed_run_reuses_the_stored_split(tiny_data, tmp_path):
     result = train(tiny_data, run, epochs=2, seed=0, **TINY)
     assert result.config.val_stems == stored["val_stems"]
     assert result.history["epoch"] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({}, (False, 0.5)),  # a run folder from before the choice
+        ({"eval_tta": "auto", "eval_threshold": "auto"}, (False, 0.5)),  # no validation
+        ({"eval_tta": True, "eval_threshold": 0.55}, (True, 0.55)),
+        ({"eval_tta": False, "eval_threshold": 0.3}, (False, 0.3)),
+    ],
+)
+def test_evaluation_settings_read_from_a_run_config(config, expected):
+    from unet_lib.training import evaluation_settings
+
+    assert evaluation_settings(config) == expected

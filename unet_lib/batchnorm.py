@@ -9,14 +9,14 @@ same thing with less traffic when training in ``bfloat16``:
 * the per-channel sums come from two matrix products with a row of ones (``1 @ x`` and
   ``1 @ x**2`` over the ``(N*H*W, C)`` view), which the matmul kernels accumulate in
   ``float32`` without a ``float32`` copy of the activation;
-* the input is first shifted by a gradient-free estimate of its mean (the mean of a
-  first pixels), so that the variance ``E[(x - s)**2] - E[x - s]**2`` does
+* the input is first shifted by a gradient-free estimate of its mean (the mean of its
+  first ``SHIFT_ROWS`` pixels), so that the variance ``E[(x - s)**2] - E[x - s]**2`` does
   not cancel catastrophically when the mean is large against the spread;
 * the normalisation itself is one multiply-add in the compute dtype with per-channel
   ``float32`` factors (``scale = gamma / sqrt(var + eps)``, ``offset = beta - mean * scale``)
   rounded to ``bfloat16`` once.
 
-Formula (training, channels last, ``s`` = sampled mean, ``n = N*H*W``)::
+Formula (training, channels last, ``s`` = that shift, ``n = N*H*W``)::
 
     d    = (1 / n) 1^T (x - s)            msq = (1 / n) 1^T (x - s)**2
     mean = s + d                          var = max(msq - d**2, 0)

@@ -168,24 +168,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _evaluate_run(result) -> dict:
     from unet_lib.evaluation import evaluate, save_json
+    from unet_lib.training import evaluation_settings
 
+    tta, threshold = evaluation_settings(result.config.to_dict())
     report = evaluate(
         result.model,
         result.config.data,
         labels=result.config.labels,
         stems=result.config.val_stems,
-        tta=result.config.eval_tta is True,
-        threshold=_threshold(result.config.eval_threshold),
+        tta=tta,
+        threshold=threshold,
     )
     save_json(report, result.run_dir / "evaluation_val.json")
     return report
 
 
 # ----------------------------------------------------------------------------- evaluate
-def _threshold(value) -> float:
-    return 0.5 if value == "auto" else float(value)
-
-
 def add_evaluate(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
@@ -226,12 +224,12 @@ def _add_tta_and_threshold(p: argparse.ArgumentParser) -> None:
 
 def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, float]:
     """``--tta`` / ``--threshold``, else the choices recorded in the model's run folder."""
+    from unet_lib.training import evaluation_settings
+
     run = _run_config(args.model)
-    tta = {"on": True, "off": False}.get(args.tta, run.get("eval_tta") is True)
-    if args.threshold is not None:
-        threshold = args.threshold
-    else:
-        threshold = _threshold(run.get("eval_threshold", "auto"))
+    run_tta, run_threshold = evaluation_settings(run)
+    tta = {"on": True, "off": False}.get(args.tta, run_tta)
+    threshold = run_threshold if args.threshold is None else args.threshold
     if args.tta == "auto" or args.threshold is None:
         source = Path(args.model).parent / "config.json" if run else "defaults"
         print(f"{command}: tta {'on' if tta else 'off'}, threshold {threshold:g} ({source})")

@@ -360,6 +360,25 @@ def _apply_plan(config: TrainConfig, dataset, explicit: set, devices, verbose: i
               + configure.describe_plan(plan, explicit))  # fmt: skip
 
 
+def evaluation_settings(config: dict) -> tuple[bool, float]:
+    """The test-time augmentation and threshold a run chose on its validation images.
+
+    Args:
+        config: A run's ``config.json`` as a dict (or ``TrainConfig.to_dict()``).
+
+    Returns:
+        ``(tta, threshold)`` from ``eval_tta`` / ``eval_threshold``; ``False`` and ``0.5``
+        where a value is missing or still ``"auto"`` (no validation images, or a run folder
+        written before the choice existed).
+
+    Example:
+        >>> evaluation_settings({"eval_tta": True, "eval_threshold": 0.55})
+        (True, 0.55)
+    """
+    threshold = config.get("eval_threshold", "auto")
+    return config.get("eval_tta") is True, 0.5 if threshold == "auto" else float(threshold)
+
+
 def _choose_evaluation(config: TrainConfig, run_dir: Path, dataset, verbose: int) -> None:
     """Decides ``eval_tta`` (and, for one output channel, ``eval_threshold``) on the
     validation images: the best model predicts them with and without test-time augmentation
