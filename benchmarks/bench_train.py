@@ -37,6 +37,7 @@ from bench_common import (
 )
 
 ISBI_LABELS = {"background": 255, "membrane": 0}
+WARM_IN = 3  # steps left out of a run's median: tracing, first allocations (steady())
 
 
 # ----------------------------------------------------------------------------- data
@@ -108,8 +109,10 @@ def lib_run(data, *, precision="auto", extra_callbacks=(), **options) -> dict:
         "steps": timer.times,
         "step": median(steady(timer.times)),
         "precision": result.config.devices.get("precision"),
+        "batch_size": result.config.batch_size,
         "jit_compile": result.config.devices.get("jit_compile"),
         "val_dice": float(history["val_dice"][-1]) if history.get("val_dice") else float("nan"),
+        "val_dice_history": [float(d) for d in history.get("val_dice", [])],
         "wall": end - start,
         "after_fit_wall": after_wall,
         "after_fit_idle": max(0.0, after_wall - after_cpu),
@@ -208,13 +211,16 @@ def policy_of(precision: str) -> str:
     return runtime.decide_settings(devices, precision=precision).precision_policy
 
 
-def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) -> dict:
+def interleaved_ways(
+    data: Path, *, base_filters, batch_size, steps, precision, warmup: int = 2
+) -> dict:
     """The three ways (and the in-memory model in float32 and bfloat16) timed in turn.
 
-    ``unet_lib.train`` runs one epoch of ``steps + 3`` steps; after each of its steps a
-    callback times one step of each baseline model (``train_on_batch`` on the in-memory
-    batch, and on the next batch of the plain-Keras ``tf.data`` pipeline). Interleaving
-    makes the ratios robust to load that changes during the run (a shared machine).
+    ``unet_lib.train`` runs one epoch of ``steps + 3`` steps; after each of its last
+    ``steps`` steps a callback times one step of each baseline model (``train_on_batch`` on
+    the in-memory batch, and on the next batch of the plain-Keras ``tf.data`` pipeline; both
+    warmed up by ``warmup`` steps first). Interleaving makes the ratios robust to load that
+    changes during the run (a shared machine).
     """
     import keras
 
@@ -254,27 +260,65 @@ def interleaved_ways(data: Path, *, base_filters, batch_size, steps, precision) 
             models[name].train_on_batch(x, y)
 
     for name in models:  # trace and warm up before the timed run
-        for _ in range(2):
+        for _ in range(warmup):
             step(name)
     times = {name: [] for name in models}
 
     class Interleave(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            if batch < WARM_IN:  # the baselines are warm already; only the library traces
+                return
             for name in models:
                 start = time.perf_counter()
                 step(name)
                 times[name].append(time.perf_counter() - start)
 
-    lib = lib_run(data, precision=precision, seed=0, epochs=1, steps_per_epoch=steps + 3,
+    lib = lib_run(data, precision=precision, seed=0, epochs=1, steps_per_epoch=steps + WARM_IN,
                   base_filters=base_filters, batch_size=batch_size,
                   extra_callbacks=[Interleave()])  # fmt: skip
     out = {"lib": lib["step"], "precision": lib["precision"], "idle": lib["after_fit_idle"]}
     for name, ts in times.items():
-        out[name] = median(steady(ts))
+        out[name] = median(ts)
     out.setdefault("mem_f32", out["mem"])
     if bf16:
         out.setdefault("mem_bf16", out["mem"])
     return out
+
+
+# ----------------------------------------------------------------------------- precision
+def dice_run(dataset: str, precision: str, *, seed: int, epochs: int, steps_per_epoch=None,
+             batch_size=None) -> dict:  # fmt: skip
+    """One fixed-length ``unet_lib.train`` run for a precision comparison.
+
+    ``dataset`` is ``"built-in"`` (the defaults on the built-in data) or ``"isbi"`` (ISBI
+    2012 from the shared data, membrane = 1, contiguous validation block, 128² patches).
+    The same seed gives both precisions the same initial weights and batches, so the Dice
+    difference of a pair is the precision's doing, not the seed's.
+    """
+    options = {"seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    if dataset == "isbi":
+        data = isbi_data()
+        if data is None:
+            raise FileNotFoundError("ISBI 2012 not found (set UNET_SHARED_DATA)")
+        options.update(labels=ISBI_LABELS, split="contiguous", patch_size=128)
+    elif dataset == "built-in":
+        data = builtin_data()
+    else:
+        raise ValueError(f"dataset must be 'built-in' or 'isbi', got {dataset!r}")
+    result = lib_run(data, precision=precision, **options)
+    result.update(dataset=dataset, seed=seed)
+    return result
+
+
+def abba_jobs(seeds, keys=("other", "float32")) -> list[tuple[int, str]]:
+    """(seed, key) in ABBA order: the first of a pair alternates, so slow drift of the
+    machine's speed or a warm cache favours neither precision."""
+    jobs = []
+    for i, seed in enumerate(seeds):
+        jobs += [(seed, key) for key in (keys if i % 2 == 0 else keys[::-1])]
+    return jobs
 
 
 # ----------------------------------------------------------------------------- scaling
@@ -323,7 +367,7 @@ def thread_worker(spec: dict) -> None:
     model = training.build_model(config)
     _compile_like_train(model, config)
     x, y = batch_of(builtin_data(), spec["batch_size"])
-    for _ in range(2):
+    for _ in range(spec.get("warmup", 2)):
         model.train_on_batch(x, y)
     times = []
     for _ in range(spec["steps"]):

@@ -43,29 +43,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from bench_common import Report, matmul_peak, median, run_worker  # noqa: E402
 
-FULL = {  # Dice runs: 10 epochs x 15 steps = 150 steps, past batch norm's warm-up (README)
-    "dice_seeds": (0, 1),
-    "dice_epochs": 10,
+FULL = {  # Dice pairs: 4 epochs x 15 steps of batch 8, one seed per data set (~5 min);
+    # benchmarks/precision_study.py runs more and longer pairs (README)
+    "dice_seeds": (0,),
+    "dice_epochs": 3,
     "dice_steps": 15,
+    "dice_batch": 8,
     "isbi_seeds": (0,),
-    "isbi_epochs": 10,
     "configs": [  # (label, base filters, image size, batch, timed steps)
-        ("F16 128²", 16, 128, 8, 10),
-        ("F32 256²", 32, 256, 8, 6),
-        ("F64 256²", 64, 256, 4, 6),
+        ("F16 128²", 16, 128, 8, 6),
+        ("F32 256²", 32, 256, 8, 4),
+        ("F64 256²", 64, 256, 4, 3),
     ],
-    "baseline_steps": 10,
-    "inference_sizes": (1024, 2048),
+    "baseline_steps": 8,
+    "warmup_steps": 1,
+    "inference_sizes": (1024,),
+    "inference_float32": True,
     "inference_rounds": 3,
-    "memory": [
-        (1024, True),
-        (2048, True),
-        (4096, True),
-        (8192, True),
-        (1024, False),
-        (2048, False),
-        (4096, False),
-    ],  # fmt: skip
+    "memory": [(2048, True), (4096, True), (8192, True), (2048, False), (4096, False)],
+    "precision": True,
+    "training": True,
+    "inference": True,
+    "memory_model": "reference",
     "scaling": True,
     "threads": True,
     "xla": True,
@@ -75,13 +74,19 @@ QUICK = {
     "dice_seeds": (0,),
     "dice_epochs": 4,
     "dice_steps": None,  # the default: 5 steps per epoch
+    "dice_batch": None,
     "isbi_seeds": (),
-    "isbi_epochs": 0,
     "configs": [],
-    "baseline_steps": 10,
+    "baseline_steps": 6,
+    "warmup_steps": 1,
     "inference_sizes": (1024,),
     "inference_rounds": 2,
-    "memory": [(8192, True)],  # the memory target itself, at its size
+    "inference_float32": False,  # unet_lib.predict in float32: a figure, no target
+    "memory": [(8192, True)],  # the memory target itself, at its size,
+    "memory_model": "small",  # with an untrained F8 model: 15 s instead of 90 (README)
+    "precision": False,  # its Dice pairs are noise at quick lengths: a full-suite figure
+    "training": True,
+    "inference": True,
     "scaling": False,
     "threads": False,
     "xla": False,
@@ -138,7 +143,7 @@ def library_precision() -> str:
 
 # ----------------------------------------------------------------------------- sections
 def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
-    """Fixed-length runs, float32 against bfloat16 (or the default), ABBA order across seeds."""
+    """Fixed-length runs, float32 against bfloat16 (or the default), same seed per pair."""
     import bench_train as bt
 
     from unet_lib.runtime import read_cpu_flags
@@ -149,63 +154,50 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
             report.note("precision: float32 is the only fast precision here; nothing to compare")
             return {}
         other = "bfloat16"
-    groups = {"built-in 128²": {"float32": [], "default": []}}
-    jobs = []
-    for i, seed in enumerate(plan["dice_seeds"]):
-        order = ("default", "float32") if i % 2 == 0 else ("float32", "default")
-        jobs += [("built-in 128²", key, seed) for key in order]
-    isbi = bt.isbi_data()
-    if isbi is None:
+    datasets = {"built-in": plan["dice_seeds"]}
+    if bt.isbi_data() is None:
         report.note("ISBI 2012 not found (UNET_SHARED_DATA or ../shared/data): skipped")
     elif plan["isbi_seeds"]:
-        groups["ISBI 2012"] = {"float32": [], "default": []}
-        jobs += [
-            ("ISBI 2012", key, s) for s in plan["isbi_seeds"] for key in ("default", "float32")
-        ]
-    for label, key, seed in jobs:
-        precision = other if key == "default" else "float32"
-        if label == "ISBI 2012":
-            r = bt.lib_run(isbi, precision=precision, seed=seed, epochs=plan["isbi_epochs"],
-                           labels=bt.ISBI_LABELS, split="contiguous", patch_size=128,
-                           steps_per_epoch=plan["dice_steps"])  # fmt: skip
-        else:
-            r = bt.lib_run(bt.builtin_data(), precision=precision, seed=seed,
-                           epochs=plan["dice_epochs"],
-                           steps_per_epoch=plan["dice_steps"])  # fmt: skip
-        r["seed"] = seed
-        groups[label][key].append(r)
-        report.idle.append(r["after_fit_idle"])
-        print(f"  {label} {key} seed {seed}: {bt.summary(r)}", flush=True)
+        datasets["isbi"] = plan["isbi_seeds"]
+    groups: dict = {}
+    for dataset, seeds in datasets.items():
+        groups[dataset] = {"float32": [], "other": []}
+        for seed, key in bt.abba_jobs(seeds):
+            r = bt.dice_run(dataset, other if key == "other" else "float32", seed=seed,
+                            epochs=plan["dice_epochs"], steps_per_epoch=plan["dice_steps"],
+                            batch_size=plan["dice_batch"])  # fmt: skip
+            groups[dataset][key].append(r)
+            report.idle.append(r["after_fit_idle"])
+            print(f"  {dataset} {key} seed {seed}: {bt.summary(r)}", flush=True)
 
     rows = report.table(
         "Precision: the same fixed-length unet_lib.train run in float32 and in "
-        f"{bt.policy_of(other)}",
-        ["data", "precision", "runs", "steps each", "img/s (median step)",
+        f"{bt.policy_of(other)} (same seed: same weights and batches)",
+        ["data", "precision", "runs", "steps each", "batch", "img/s (median step)",
          "final val Dice per seed", "mean Dice", "Δ vs float32"],
     )  # fmt: skip
     out = {}
-    for label, group in groups.items():
-        f32 = group["float32"]
-        dice32 = [r["val_dice"] for r in f32]
-        for key in ("float32", "default"):
+    for dataset, group in groups.items():
+        dice32 = [r["val_dice"] for r in group["float32"]]
+        for key in ("float32", "other"):
             runs = group[key]
             dice = [r["val_dice"] for r in runs]
-            rate = 8 / median([r["step"] for r in runs])
-            delta = float(np.mean(dice) - np.mean(dice32)) if key == "default" else None
-            rows.append([label, runs[0]["precision"], len(runs), len(runs[0]["steps"]), rate,
+            batch = runs[0]["batch_size"]
+            delta = float(np.mean(dice) - np.mean(dice32)) if key == "other" else None
+            rows.append([dataset, runs[0]["precision"], len(runs), len(runs[0]["steps"]), batch,
+                         batch / median([r["step"] for r in runs]),
                          ", ".join(f"{d:.4f}" for d in dice), float(np.mean(dice)),
                          delta])  # fmt: skip
-        spread = max(dice32) - min(dice32) if len(dice32) > 1 else math.nan
-        out[label] = {
-            "delta": float(np.mean([r["val_dice"] for r in group["default"]]) - np.mean(dice32)),
-            "spread": spread,
-            "precision": group["default"][0]["precision"],
+        out[dataset] = {
+            "delta": float(np.mean([r["val_dice"] for r in group["other"]]) - np.mean(dice32)),
+            "pairs": len(dice32),
+            "precision": group["other"][0]["precision"],
         }
-    out["runs"] = groups["built-in 128²"]
     report.note(
         "precision table: img/s there are medians of separate, sequential runs; the speed "
         "of bfloat16 against float32 measured step by step is 'bf16 x f32' in the training "
-        "table"
+        "table. The default's Dice rests on more and longer pairs: benchmarks/"
+        "precision_study.py (README)"
     )
     return out
 
@@ -226,7 +218,8 @@ def section_training(report, plan, train_precision, peaks, flops_fn):
     for name, filters, size, batch, steps in configs:
         data = bt.builtin_data() if size == 128 else bt.synthetic_data(size)
         r = bt.interleaved_ways(data, base_filters=filters, batch_size=batch, steps=steps,
-                                precision=train_precision)  # fmt: skip
+                                precision=train_precision,
+                                warmup=plan["warmup_steps"])  # fmt: skip
         report.idle.append(r["idle"])
         rate = {k: batch / r[k] for k in ("lib", "mem", "mem_f32", "mem_bf16", "plain") if k in r}
         bf16 = rate.get("mem_bf16", math.nan)
@@ -248,10 +241,15 @@ def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
     path = bi.reference_model_path()
     model = load_model(path, compile=False)
     speed = bi.speed(model, plan["inference_sizes"], rounds=plan["inference_rounds"],
-                     report=report, peak32=peaks["float32"])  # fmt: skip
+                     report=report, peak32=peaks["float32"],
+                     with_float32=plan["inference_float32"])  # fmt: skip
+    if plan["memory_model"] == "small":
+        path = bi.small_model_path()
+        report.note(f"memory rows: an untrained F8 model ({path.name}) for time; the full "
+                    "suite measures the reference F32 model")  # fmt: skip
     rows = report.table(
-        "Inference per image size, precision auto (fresh process each; the uint8 input and "
-        "the model are not counted in the peak)",
+        f"Inference per image size, precision auto, {path.stem} (fresh process each; the "
+        "uint8 input and the model are not counted in the peak)",
         ["image", "path", "s", "MP/s", "peak extra MiB", "probabilities MiB", "peak / output"],
     )
     tiled_name = "tiled {tile_size}, overlap {overlap}, batch {batch_size}".format(**bi.TILED)
@@ -275,8 +273,8 @@ def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
 def section_scaling(report: Report, policy: str, flops_fn) -> None:
     import bench_train as bt
 
-    points = bt.scaling(policy=policy, base_filters=32, batches=(1, 2, 4, 8, 16),
-                        sizes=(64, 128, 256, 512), size_batch=4)  # fmt: skip
+    points = bt.scaling(policy=policy, base_filters=32, batches=(1, 4, 16),
+                        sizes=(64, 128, 256, 512), size_batch=4, steps=3)  # fmt: skip
     rows = report.table(
         f"Scaling: train_on_batch of the default model (F32, batch norm), {policy}",
         ["batch", "image", "images/s", "MP/s", "GFLOP/s"],
@@ -296,7 +294,8 @@ def section_threads(report: Report, policy: str) -> dict:
     times: dict[str, list[float]] = {name: [] for name, _, _ in settings}
     for round_ in range(2):
         for name, spec, env in settings if round_ == 0 else settings[::-1]:
-            full = {"policy": policy, "base_filters": 32, "batch_size": 8, "steps": 6, **spec}
+            full = {"policy": policy, "base_filters": 32, "batch_size": 8, "steps": 4,
+                    "warmup": 1, **spec}  # fmt: skip
             times[name].append(run_worker("threads", full, env=env)["step"])
     rows = report.table(
         f"Threading (fresh process each, 2 rounds in ABBA order; default model, {policy})",
@@ -335,11 +334,7 @@ def targets(report, precision, training, inference, threads, xla, plan) -> None:
         report.target(f"unet_lib.train / plain Keras, {DEFAULT_CONFIG[0]}",
                       default["lib"] / default["plain"], t["vs_plain"])  # fmt: skip
     for label, r in precision.items():
-        if label == "runs":
-            continue
-        note = f"{r['precision']} vs float32"
-        if not math.isnan(r["spread"]):
-            note += f"; float32 seed-to-seed spread {r['spread']:.4f}"
+        note = f"{r['precision']} vs float32, {r['pairs']} same-seed pair(s)"
         name = f"final Dice, {r['precision']} - float32, {label}"
         if plan.get("dice_target", True):  # one-sided: a loss of Dice fails, a gain does not
             report.target(name, r["delta"], -t["dice"], ">=", note)
@@ -418,17 +413,26 @@ def run_suite(args) -> Report:
     import bench_train as bt
 
     policy = bt.policy_of(train_precision)
-    precision = section_precision(report, plan, train_precision) if "precision" in wanted else {}
-    training = (
-        section_training(report, plan, train_precision, peaks, flops_fn)
-        if "training" in wanted
-        else []
-    )
-    inference = section_inference(report, plan, peaks) if "inference" in wanted else {}
-    threads = section_threads(report, policy) if plan["threads"] and "threads" in wanted else None
-    xla = section_xla(report, policy) if plan["xla"] and "xla" in wanted else None
-    if plan["scaling"] and "scaling" in wanted:
-        section_scaling(report, policy, flops_fn)
+    seconds: dict[str, float] = {}
+
+    def timed(name, section, *section_args, empty=None):
+        """Runs a section the plan and --sections ask for; records its wall time."""
+        if name not in wanted or not plan[name]:
+            return empty
+        print(f"-- {name}", flush=True)
+        t0 = time.perf_counter()
+        out = section(*section_args)
+        seconds[name] = time.perf_counter() - t0
+        print(f"-- {name}: {seconds[name]:.0f} s", flush=True)
+        return out
+
+    precision = timed("precision", section_precision, report, plan, train_precision, empty={})
+    training = timed("training", section_training, report, plan, train_precision, peaks,
+                     flops_fn, empty=[])  # fmt: skip
+    inference = timed("inference", section_inference, report, plan, peaks, empty={})
+    threads = timed("threads", section_threads, report, policy)
+    xla = timed("xla", section_xla, report, policy)
+    timed("scaling", section_scaling, report, policy, flops_fn)
     end_peak = matmul_peak("float32")
     rows = report.table("Machine and run", ["what", "value"])
     rows += [[k, str(v)] for k, v in info.items()]
@@ -437,6 +441,7 @@ def run_suite(args) -> Report:
     rows.append(["matmul 4096² bfloat16 GFLOP/s", f"{peaks['bfloat16']:.0f}"])
     rows.append(["unet_lib.train precision", policy])
     rows.append(["suite wall time, s", f"{time.perf_counter() - start:.0f}"])
+    rows.append(["section wall times, s", ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())])
     if abs(end_peak / peaks["float32"] - 1) > 0.2:
         report.note(
             f"the float32 matmul moved from {peaks['float32']:.0f} to {end_peak:.0f} GFLOP/s "

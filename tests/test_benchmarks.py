@@ -96,9 +96,8 @@ def test_suite_targets_from_results():
         ("F64 256²", {"lib": 1.0, "mem": 1.2, "plain": 1.1}),  # 0.83 x in-memory: fails
     ]
     precision = {
-        "built-in 128²": {"delta": -0.002, "spread": 0.01, "precision": "mixed_bfloat16"},
-        "ISBI 2012": {"delta": -0.011, "spread": math.nan, "precision": "mixed_bfloat16"},
-        "runs": {},
+        "built-in": {"delta": -0.002, "pairs": 1, "precision": "mixed_bfloat16"},
+        "isbi": {"delta": -0.011, "pairs": 1, "precision": "mixed_bfloat16"},
     }
     inference = {
         "speed": {1024: {"whole": {"speedup": 2.2, "agreement": 0.9995}, "tiled_vs_whole": 1.3}},
@@ -113,13 +112,48 @@ def test_suite_targets_from_results():
     assert result["unet_lib.train / in-memory fit, F32 128² (default)"]
     assert not result["unet_lib.train / in-memory fit, F64 256²"]
     assert result["unet_lib.train / plain Keras, F32 128² (default)"]  # 2.0 >= 1.8
-    assert result["final Dice, mixed_bfloat16 - float32, built-in 128²"]  # -0.002 >= -0.005
-    assert not result["final Dice, mixed_bfloat16 - float32, ISBI 2012"]  # lost 0.011: fails
+    assert result["final Dice, mixed_bfloat16 - float32, built-in"]  # -0.002 >= -0.005
+    assert not result["final Dice, mixed_bfloat16 - float32, isbi"]  # lost 0.011: fails
     assert not result["defaults / Keras defaults, slowest config (F64 256²)"]  # 0.91
     assert result["XLA off (the CPU default) / XLA on, speed"]
     assert result["peak extra memory / float32 output, 8192² tiled"]  # 700 / 256 = 2.7
     assert result["memory growth / output growth, tiled 4096² -> 8192²"]  # 400 / 192 = 2.1
     assert result["idle seconds after fit in unet_lib.train (max of runs)"]
+    assert report.exit_code() == 1
+
+
+def test_abba_order_alternates_the_first_of_a_pair():
+    import bench_train as bt
+
+    assert bt.abba_jobs([0, 1, 2]) == [
+        (0, "other"), (0, "float32"), (1, "float32"), (1, "other"), (2, "other"), (2, "float32")
+    ]  # fmt: skip
+
+
+def test_precision_study_interval_and_verdict():
+    """The study's mean and t interval by hand, and its rule on made-up pairs."""
+    import precision_study as ps
+
+    # [0.01, -0.01, 0.0]: mean 0, sd 0.01, half width t(2) 4.303 * 0.01 / sqrt(3) = 0.024843
+    mean, low, high = ps.mean_interval([0.01, -0.01, 0.0])
+    assert mean == pytest.approx(0.0, abs=1e-12)
+    assert (low, high) == pytest.approx((-0.024843, 0.024843), abs=1e-6)
+    assert math.isnan(ps.mean_interval([0.3])[1])
+
+    def run(seed, dice, step):
+        return {"seed": seed, "val_dice": dice, "val_dice_history": [dice - 0.1, dice],
+                "steps": [step] * 5, "step": step, "batch_size": 8}  # fmt: skip
+
+    pairs = {
+        "built-in": [(run(0, 0.80, 1.0), run(0, 0.803, 0.6)),
+                     (run(1, 0.82, 1.0), run(1, 0.815, 0.6))],
+        "isbi": [(run(0, 0.70, 1.0), run(0, 0.68, 0.6))],
+    }  # fmt: skip
+    report = ps.report_pairs(pairs, "bfloat16")
+    verdict = {t.name: (t.value, t.passed) for t in report.targets}
+    built_in = verdict["mean final Dice, bfloat16 - float32, built-in"]
+    assert built_in[0] == pytest.approx(-0.001) and built_in[1]  # (0.003 - 0.005) / 2
+    assert verdict["mean final Dice, bfloat16 - float32, isbi"] == (pytest.approx(-0.02), False)
     assert report.exit_code() == 1
 
 

@@ -98,6 +98,17 @@ MIRRORED = textwrap.dedent(
         result = train(data_dir, f"{out}/{name}", devices=devices, batch_size=batch, **options)
         histories[name] = {"history": result.history, "devices": result.config.devices}
     print("HISTORIES", json.dumps(histories))
+
+    # 3. self-configured on two replicas: the derived epoch counts global batches
+    from unet_lib import configure
+    from unet_lib.data import load_dataset
+    auto = train(data_dir, f"{out}/auto", devices="cpu:2", epochs=1, verbose=0,
+                 val_fraction=0.4)  # 4 validation images: a 3-step epoch on one replica
+    plan = configure.plan_training(configure.fingerprint(load_dataset(data_dir)),
+                                   device_kind="CPU", bf16_cpu=False, val_fraction=0.4)
+    print("AUTO", json.dumps({"steps": auto.config.steps_per_epoch,
+                              "one_replica": plan.options["steps_per_epoch"],
+                              "reason": auto.config.plan["derived"]["steps_per_epoch"]}))
     """
 )
 
@@ -268,6 +279,9 @@ def test_mirrored_two_cpus_match_one_device(tiny_data, tmp_path):
         _close(one["history"][key], two["history"][key], rtol=0, atol=0.02, what=key)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["devices"]["device_names"] == ["/device:CPU:0", "/device:CPU:1"]
+    auto = _line(result.stdout, "AUTO")
+    assert auto["one_replica"] == 3 and auto["steps"] == 2, auto  # ceil(3 / 2) steps
+    assert "/ 2 replicas" in auto["reason"]
 
 
 def test_two_workers_match_one_process(tiny_data, tmp_path, workers):

@@ -214,6 +214,8 @@ def train(
         precision=config.precision,
         jit_compile=config.jit_compile,
     )
+    if state is None and config.auto_configure:
+        _per_replica_epoch(config, settings.num_replicas)
     chief = runtime.is_chief(settings)
     if settings.num_workers > 1 and config.time_budget_minutes is not None:
         raise ValueError(
@@ -358,6 +360,15 @@ def _apply_plan(config: TrainConfig, dataset, explicit: set, devices, verbose: i
         print("train: dataset fingerprint\n" + configure.describe_fingerprint(fp))
         print("train: derived settings (explicit options win)\n"
               + configure.describe_plan(plan, explicit))  # fmt: skip
+
+
+def _per_replica_epoch(config: TrainConfig, replicas: int) -> None:
+    """A derived epoch length counts batches of one replica; each step takes one batch per
+    replica, so with several the epoch needs ``replicas`` times fewer steps."""
+    derived = (config.plan or {}).get("derived", {})
+    if replicas > 1 and "steps_per_epoch" in derived:
+        config.steps_per_epoch = max(1, math.ceil(config.steps_per_epoch / replicas))
+        derived["steps_per_epoch"] += f"; / {replicas} replicas (a step takes {replicas} batches)"
 
 
 def evaluation_settings(config: dict) -> tuple[bool, float]:
