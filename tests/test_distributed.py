@@ -99,7 +99,15 @@ MIRRORED = textwrap.dedent(
         histories[name] = {"history": result.history, "devices": result.config.devices}
     print("HISTORIES", json.dumps(histories))
 
-    # 3. self-configured on two replicas: the derived epoch counts global batches
+    # 3. 5 validation images on two replicas: padded with an ignored copy, same scores
+    uneven = {}
+    for name, devices, batch in (("one", ["/device:CPU:0"], 4), ("two", "cpu:2", 2)):
+        run = dict(options, epochs=1, val_fraction=0.5)
+        result = train(data_dir, f"{out}/uneven_{name}", devices=devices, batch_size=batch, **run)
+        uneven[name] = result.history
+    print("UNEVEN", json.dumps(uneven))
+
+    # 4. self-configured on two replicas: the derived epoch counts global batches
     from unet_lib import configure
     from unet_lib.data import load_dataset
     auto = train(data_dir, f"{out}/auto", devices="cpu:2", epochs=1, verbose=0,
@@ -279,6 +287,9 @@ def test_mirrored_two_cpus_match_one_device(tiny_data, tmp_path):
         _close(one["history"][key], two["history"][key], rtol=0, atol=0.02, what=key)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["devices"]["device_names"] == ["/device:CPU:0", "/device:CPU:1"]
+    uneven = _line(result.stdout, "UNEVEN")  # the padding adds no pixel to the counts
+    for key in ("val_dice", "val_iou"):
+        _close(uneven["one"][key], uneven["two"][key], rtol=0, atol=0.02, what=f"uneven {key}")
     auto = _line(result.stdout, "AUTO")
     assert auto["one_replica"] == 3 and auto["steps"] == 2, auto  # ceil(3 / 2) steps
     assert "/ 2 replicas" in auto["reason"]

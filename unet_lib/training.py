@@ -254,7 +254,10 @@ def train(
     if chief:
         write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
 
-    train_ds, val_ds, steps = _datasets(config, dataset, settings.global_batch_size)
+    train_ds, val_ds, steps, val_padded = _datasets(
+        config, dataset, settings.global_batch_size, settings.num_replicas
+    )
+    ignore = mapping.ignore_value is not None or val_padded
     if settings.num_workers > 1:
         train_ds, val_ds = (workers.shard_by_data(ds) for ds in (train_ds, val_ds))
     if verbose:
@@ -267,8 +270,8 @@ def train(
             model = build_model(config)
             model.compile(
                 optimizer=_optimizer(config, steps),
-                loss=make_loss(config, ignore=mapping.ignore_value is not None),
-                metrics=make_metrics(config, ignore=mapping.ignore_value is not None),
+                loss=make_loss(config, ignore=ignore),
+                metrics=make_metrics(config, ignore=ignore),
                 jit_compile=settings.jit_compile,
             )
 
@@ -571,7 +574,29 @@ def _split(config: TrainConfig, dataset) -> None:
     config.train_stems, config.val_stems = parts["train"], parts["val"]
 
 
-def _datasets(config: TrainConfig, dataset, global_batch: int):
+def _even_for_replicas(images: list, masks: list, replicas: int) -> tuple[list, list]:
+    """Pads a validation set to a multiple of ``replicas`` with fully ignored copies.
+
+    Distributed evaluation fails when a batch splits unevenly over the replicas (TensorFlow:
+    "Inputs to operation AddN ... must have the same size and shape", [3, ...] vs [2, ...]).
+    A copy of the first image with an all-``IGNORE_LABEL`` mask adds no pixel to the Dice
+    and IoU counts or to the loss; only Keras's running mean of ``val_loss`` weighs the last
+    batch by its padded size.
+    """
+    extra = -len(images) % replicas
+    if extra == 0 or not images:
+        return images, masks
+    if len({m.shape for m in masks}) > 1:
+        raise ValueError(
+            f"{len(images)} validation images of different sizes cannot be split evenly over "
+            f"{replicas} replicas: give validation images of one size (val_data=...), or "
+            "train on one device (devices='gpu:0')"
+        )
+    blank = np.full_like(masks[0], IGNORE_LABEL)
+    return images + [images[0]] * extra, masks + [blank] * extra
+
+
+def _datasets(config: TrainConfig, dataset, global_batch: int, replicas: int = 1):
     index = {stem: i for i, stem in enumerate(dataset.stems)}
 
     def select(stems):
@@ -603,8 +628,11 @@ def _datasets(config: TrainConfig, dataset, global_batch: int):
         val_images, val_masks = val.images, val.masks
     else:
         val_images, val_masks = select(config.val_stems)
-    val_ds = None
+    val_ds, val_padded = None, False
     if val_images:
+        count = len(val_images)
+        val_images, val_masks = _even_for_replicas(list(val_images), list(val_masks), replicas)
+        val_padded = len(val_images) > count
         same_size = len({m.shape for m in val_masks}) == 1
         val_ds = pipeline.make_dataset(
             val_images,
@@ -614,7 +642,7 @@ def _datasets(config: TrainConfig, dataset, global_batch: int):
             shuffle=False,
             pad_multiple=multiple,
         )
-    return train_ds, val_ds, steps
+    return train_ds, val_ds, steps, val_padded
 
 
 def _sample_weights(config: TrainConfig, masks, num_label_classes: int):
