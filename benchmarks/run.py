@@ -1,8 +1,9 @@
 """The benchmark suite: training and inference speed of unet_lib against plain Keras.
 
 Usage:
-    python benchmarks/run.py               # everything (< 15 min on an idle 2-core CPU)
+    python benchmarks/run.py               # all but the Dice pairs (~15 min, idle 2 cores)
     python benchmarks/run.py --quick       # the default configuration only (< 3 min)
+    python benchmarks/run.py --sections precision   # one short same-seed pair per data set
     python benchmarks/run.py --json out.json --markdown out.md
 
 Every figure is a ratio or a median against a baseline measured in the same run
@@ -13,9 +14,10 @@ Every figure is a ratio or a median against a baseline measured in the same run
    every epoch, float32, Keras's default compile), for several widths and sizes;
 2. achieved GFLOP/s (forward FLOPs counted from the layers, training = 3x forward) beside a
    large matmul measured in the same run;
-3. precision: float32 against the library default (mixed bfloat16 on a CPU with AVX-512
-   BF16): speed and the final validation Dice of the same fixed-length runs, on the built-in
-   data and on ISBI 2012 (``../shared/data``; skipped when absent);
+3. precision: bfloat16 against float32 step by step in the training table; with
+   ``--sections precision`` the final validation Dice of one short same-seed pair of
+   ``unet_lib.train`` runs on the built-in data and on ISBI 2012 (``../shared/data``;
+   skipped when absent). Whether bfloat16 keeps the Dice is ``precision_study.py``'s job;
 4. inference: ``unet_lib.predict`` (whole image, overlap tiles) against plain
    ``model.predict`` in float32, label agreement, megapixels/s, peak resident memory of
    1024² ... 8192² images (a fresh process per size);
@@ -61,14 +63,18 @@ FULL = {  # Dice pairs: 4 epochs x 15 steps of batch 8, one seed per data set (~
     "inference_float32": True,
     "inference_rounds": 3,
     "memory": [(2048, True), (4096, True), (8192, True), (2048, False), (4096, False)],
-    "precision": True,
+    # the short Dice pairs (--sections precision, 5 min) are not in the default run: they
+    # cannot judge the 0.005 rule; benchmarks/precision_study.py does (README)
+    "precision": False,
     "training": True,
     "inference": True,
     "memory_model": "reference",
     "scaling": True,
     "threads": True,
     "xla": True,
-    "dice_target": True,
+    # 45-step pairs: validation Dice still swings by 0.1-0.4 between epochs (ISBI), far above
+    # 0.005; the rule is judged by precision_study.py (README), these pairs are reported
+    "dice_target": False,
 }
 QUICK = {
     "dice_seeds": (0,),
@@ -90,7 +96,7 @@ QUICK = {
     "scaling": False,
     "threads": False,
     "xla": False,
-    "dice_target": False,  # 4 epochs: seed noise far above 0.005 (README)
+    "dice_target": False,
 }
 SECTIONS = ("precision", "training", "inference", "threads", "xla", "scaling")
 DEFAULT_CONFIG = ("F32 128² (default)", 32, 128, 8)  # unet_lib.train's defaults, built-in data
@@ -274,7 +280,7 @@ def section_scaling(report: Report, policy: str, flops_fn) -> None:
     import bench_train as bt
 
     points = bt.scaling(policy=policy, base_filters=32, batches=(1, 4, 16),
-                        sizes=(64, 128, 256, 512), size_batch=4, steps=3)  # fmt: skip
+                        sizes=(64, 128, 256), size_batch=4, steps=3)  # fmt: skip
     rows = report.table(
         f"Scaling: train_on_batch of the default model (F32, batch norm), {policy}",
         ["batch", "image", "images/s", "MP/s", "GFLOP/s"],
@@ -339,7 +345,8 @@ def targets(report, precision, training, inference, threads, xla, plan) -> None:
         if plan.get("dice_target", True):  # one-sided: a loss of Dice fails, a gain does not
             report.target(name, r["delta"], -t["dice"], ">=", note)
         else:
-            report.note(f"{name}: {r['delta']:+.4f} ({note}); a target of the full suite only")
+            report.note(f"{name}: {r['delta']:+.4f} ({note}); too short to judge the 0.005 "
+                        "rule: benchmarks/precision_study.py does (README)")  # fmt: skip
     if training:
         name, slow = min(training, key=lambda nr: nr[1]["lib"] / nr[1]["plain"])
         report.target(f"defaults / Keras defaults, slowest config ({name})",
@@ -416,8 +423,9 @@ def run_suite(args) -> Report:
     seconds: dict[str, float] = {}
 
     def timed(name, section, *section_args, empty=None):
-        """Runs a section the plan and --sections ask for; records its wall time."""
-        if name not in wanted or not plan[name]:
+        """Runs a section --sections names, or the plan's when none are named; records its
+        wall time."""
+        if name not in wanted or not (plan[name] or args.sections):
             return empty
         print(f"-- {name}", flush=True)
         t0 = time.perf_counter()
