@@ -11,7 +11,6 @@ the input image (uint8) made before that level is taken, so it does not count.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ def reference_model_path() -> Path:
 
     import unet_lib
     from unet_lib.data.synthetic import default_data_dir
+    from unet_lib.fileio import save_model_atomic
 
     path = default_data_dir("binary").parent / f"bench_unet_f32_e{REFERENCE_EPOCHS}.keras"
     if not path.is_file():
@@ -43,9 +43,7 @@ def reference_model_path() -> Path:
                 epochs=REFERENCE_EPOCHS, precision="float32",
             )  # fmt: skip
             keras.mixed_precision.set_global_policy("float32")
-            tmp_path = path.with_suffix(".tmp.keras")
-            result.model.save(tmp_path)
-            os.replace(tmp_path, path)
+            save_model_atomic(result.model, path)
     return path
 
 
@@ -56,6 +54,7 @@ def small_model_path(base_filters: int = 8) -> Path:
     import keras
 
     from unet_lib.data.synthetic import default_data_dir
+    from unet_lib.fileio import save_model_atomic
     from unet_lib.model import build_unet
 
     path = default_data_dir("binary").parent / f"bench_unet_f{base_filters}_untrained.keras"
@@ -63,9 +62,7 @@ def small_model_path(base_filters: int = 8) -> Path:
         keras.mixed_precision.set_global_policy("float32")
         keras.utils.set_random_seed(0)
         model = build_unet((None, None, 1), 1, base_filters=base_filters, batch_norm=True)
-        tmp_path = path.with_suffix(".tmp.keras")
-        model.save(tmp_path)
-        os.replace(tmp_path, path)
+        save_model_atomic(model, path)
     return path
 
 
