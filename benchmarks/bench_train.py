@@ -19,7 +19,6 @@ trace and warm up, are left out), timed by a Keras callback around each step.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -312,6 +311,22 @@ def dice_run(dataset: str, precision: str, *, seed: int, epochs: int, steps_per_
     return result
 
 
+def same_seed_pairs(dataset: str, seeds, *, other: str, epochs: int, steps_per_epoch=None,
+                    batch_size=None) -> list[tuple[dict, dict]]:  # fmt: skip
+    """``(float32 run, other run)`` per seed (:func:`dice_run`), run in ABBA order; the
+    trained models are dropped (only the figures are kept)."""
+    runs: dict = {}
+    for seed, key in abba_jobs(seeds):
+        start = time.perf_counter()
+        r = dice_run(dataset, other if key == "other" else "float32", seed=seed, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, batch_size=batch_size)  # fmt: skip
+        r.pop("model", None)
+        runs[(seed, key)] = r
+        print(f"  {dataset} seed {seed} {r['precision']}: val Dice {r['val_dice']:.4f}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+    return [(runs[(s, "float32")], runs[(s, "other")]) for s in seeds]
+
+
 def abba_jobs(seeds, keys=("other", "float32")) -> list[tuple[int, str]]:
     """(seed, key) in ABBA order: the first of a pair alternates, so slow drift of the
     machine's speed or a warm cache favours neither precision."""
@@ -382,9 +397,3 @@ def thread_worker(spec: dict) -> None:
             "omp": os.environ.get("OMP_NUM_THREADS"),
         }
     )
-
-
-def summary(result: dict) -> str:
-    """One line for logs."""
-    keep = {k: v for k, v in result.items() if k not in ("steps", "model")}
-    return json.dumps(keep, default=str)

@@ -52,26 +52,6 @@ def mean_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def run_pairs(datasets, seeds, *, other, epochs, steps, batch) -> dict:
-    """All pairs, ABBA order per data set; returns ``{dataset: [(float32 run, other run)]}``."""
-    import bench_train as bt
-
-    out: dict = {}
-    for dataset in datasets:
-        runs: dict = {}
-        for seed, key in bt.abba_jobs(seeds):
-            start = time.perf_counter()
-            r = bt.dice_run(dataset, other if key == "other" else "float32", seed=seed,
-                            epochs=epochs, steps_per_epoch=steps,
-                            batch_size=batch)  # fmt: skip
-            r.pop("model", None)
-            runs[(seed, key)] = r
-            print(f"  {dataset} seed {seed} {r['precision']}: val Dice {r['val_dice']:.4f}, "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
-        out[dataset] = [(runs[(s, "float32")], runs[(s, "other")]) for s in seeds]
-    return out
-
-
 def report_pairs(pairs: dict, other: str) -> Report:
     report = Report()
     rows = report.table(
@@ -127,9 +107,10 @@ def main(argv=None) -> int:
     pairs = {}
     for dataset in datasets:
         seeds = args.isbi_seeds if dataset == "isbi" else args.seeds
-        seed_list = [int(s) for s in seeds.split(",")]
-        pairs.update(run_pairs([dataset], seed_list, other=args.precision, epochs=args.epochs,
-                               steps=args.steps, batch=args.batch))  # fmt: skip
+        pairs[dataset] = bt.same_seed_pairs(
+            dataset, [int(s) for s in seeds.split(",")], other=args.precision,
+            epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch,
+        )  # fmt: skip
     report = report_pairs(pairs, args.precision)
     elapsed = time.perf_counter() - start
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -167,14 +167,11 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
         datasets["isbi"] = plan["isbi_seeds"]
     groups: dict = {}
     for dataset, seeds in datasets.items():
-        groups[dataset] = {"float32": [], "other": []}
-        for seed, key in bt.abba_jobs(seeds):
-            r = bt.dice_run(dataset, other if key == "other" else "float32", seed=seed,
-                            epochs=plan["dice_epochs"], steps_per_epoch=plan["dice_steps"],
-                            batch_size=plan["dice_batch"])  # fmt: skip
-            groups[dataset][key].append(r)
-            report.idle.append(r["after_fit_idle"])
-            print(f"  {dataset} {key} seed {seed}: {bt.summary(r)}", flush=True)
+        pairs = bt.same_seed_pairs(dataset, seeds, other=other, epochs=plan["dice_epochs"],
+                                   steps_per_epoch=plan["dice_steps"],
+                                   batch_size=plan["dice_batch"])  # fmt: skip
+        groups[dataset] = {"float32": [a for a, _ in pairs], "other": [b for _, b in pairs]}
+        report.idle += [r["after_fit_idle"] for pair in pairs for r in pair]
 
     rows = report.table(
         "Precision: the same fixed-length unet_lib.train run in float32 and in "
