@@ -1,6 +1,6 @@
 """Does bfloat16 keep the Dice of float32? Same-seed pairs of fixed-length training runs.
 
-    .venv/bin/python benchmarks/precision_study.py                        # ~45 min here
+    .venv/bin/python benchmarks/precision_study.py    # 6 + 3 pairs; 4 + 2 took 2226 s here
     .venv/bin/python benchmarks/precision_study.py --seeds 0,1 --datasets built-in --epochs 2
 
 Each pair trains ``unet_lib.train`` twice with the same seed (same initial weights, same
@@ -9,8 +9,9 @@ bfloat16, and compares the final validation Dice. Pairs on several seeds give th
 difference and its spread; the rule (issue #7) is that bfloat16 may become the CPU default
 where the Dice holds: mean(bfloat16 - float32) >= -0.005. The script prints the per-pair and
 per-epoch differences, the mean with a 95 % confidence interval (Student t), and PASS / FAIL
-for the rule; it exits 1 on FAIL. Runs of ``benchmarks/run.py`` repeat one short pair per data
-set as a check; this is the longer study behind the default (README, "Precision").
+for the rule; it exits 1 on FAIL. ``benchmarks/run.py --sections precision`` runs one short
+pair per data set as a check; this is the longer study behind the default (README,
+"Precision study").
 
 ISBI 2012 comes from ``UNET_SHARED_DATA`` (or ``../shared/data``) and is skipped when absent.
 """
