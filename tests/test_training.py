@@ -222,3 +222,34 @@ def test_evaluation_settings_read_from_a_run_config(config, expected):
     from unet_lib.training import evaluation_settings
 
     assert evaluation_settings(config) == expected
+
+
+def test_validation_set_padded_for_replicas_with_ignored_copies():
+    from unet_lib import IGNORE_LABEL
+    from unet_lib.training import _even_for_replicas
+
+    images = [np.full((4, 4, 1), i, np.uint8) for i in range(5)]
+    masks = [np.full((4, 4), i % 2, np.int32) for i in range(5)]  # mapped label maps
+    padded_images, padded_masks = _even_for_replicas(images, masks, 2)
+    assert len(padded_images) == len(padded_masks) == 6  # 5 -> the next multiple of 2
+    assert padded_images[5] is images[0] and (padded_masks[5] == IGNORE_LABEL).all()
+    assert _even_for_replicas(images, masks, 1) == (images, masks)  # one device: as given
+    assert _even_for_replicas(images[:4], masks[:4], 2) == (images[:4], masks[:4])
+
+
+def test_validation_images_of_different_sizes_refused_on_several_replicas():
+    """They go one per batch, which two replicas cannot split (TensorFlow's AddN error for
+    [1, ...] vs [0, ...], seen with 2 images of 32² and 48² on "cpu:2"): an even count too."""
+    from unet_lib.training import _even_for_replicas
+
+    images = [np.zeros((32, 32, 1), np.uint8), np.zeros((48, 48, 1), np.uint8)]
+    masks = [np.zeros((32, 32), np.uint8), np.zeros((48, 48), np.uint8)]
+    with pytest.raises(ValueError, match="different sizes cannot be split over 2 replicas"):
+        _even_for_replicas(images, masks, 2)
+    assert _even_for_replicas(images, masks, 1) == (images, masks)
+
+
+def test_paths_are_stored_as_text(tmp_path):
+    config = TrainConfig(data=tmp_path / "train", val_data=tmp_path / "val")
+    assert config.val_data == str(tmp_path / "val") and config.data == str(tmp_path / "train")
+    json.dumps(config.to_dict())  # config.json: a Path here failed to serialise

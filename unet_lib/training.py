@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,10 @@ class TrainConfig:
     plan: dict = field(default_factory=dict)  # fingerprint, derived options, reasons
 
     def __post_init__(self):
+        for name in ("data", "val_data"):  # Path objects are welcome; config.json holds text
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -583,15 +588,17 @@ def _even_for_replicas(images: list, masks: list, replicas: int) -> tuple[list, 
     and IoU counts or to the loss; only Keras's running mean of ``val_loss`` weighs the last
     batch by its padded size.
     """
-    extra = -len(images) % replicas
-    if extra == 0 or not images:
-        return images, masks
-    if len({m.shape for m in masks}) > 1:
+    if replicas > 1 and len({m.shape for m in masks}) > 1:
+        # such images go one per batch, and one image cannot be split over the replicas
+        # (TensorFlow's AddN error above, [1, ...] vs [0, ...]), whatever their count
         raise ValueError(
-            f"{len(images)} validation images of different sizes cannot be split evenly over "
+            f"{len(images)} validation images of different sizes cannot be split over "
             f"{replicas} replicas: give validation images of one size (val_data=...), or "
             "train on one device (devices='gpu:0')"
         )
+    extra = -len(images) % replicas
+    if extra == 0 or not images:
+        return images, masks
     blank = np.full_like(masks[0], IGNORE_LABEL)
     return images + [images[0]] * extra, masks + [blank] * extra
 
