@@ -263,21 +263,31 @@ def interleaved_ways(
             step(name)
     times = {name: [] for name in models}
 
+    names = list(models)
+
     class Interleave(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if batch < WARM_IN:  # the baselines are warm already; only the library traces
                 return
-            for name in models:
+            # The order rotates every step, so that no baseline always runs right after the
+            # library's step (when its input pipeline prepares the next batch) or first.
+            k = batch % len(names)
+            for name in names[k:] + names[:k]:
                 start = time.perf_counter()
                 step(name)
                 times[name].append(time.perf_counter() - start)
 
+    # eval_tta / eval_threshold given: the TTA and threshold search on the validation
+    # images after training is evaluation, not training throughput
     lib = lib_run(data, precision=precision, seed=0, epochs=1, steps_per_epoch=steps + WARM_IN,
-                  base_filters=base_filters, batch_size=batch_size,
-                  extra_callbacks=[Interleave()])  # fmt: skip
+                  base_filters=base_filters, batch_size=batch_size, eval_tta=False,
+                  eval_threshold=0.5, extra_callbacks=[Interleave()])  # fmt: skip
     out = {"lib": lib["step"], "precision": lib["precision"], "idle": lib["after_fit_idle"]}
+    lib_times = lib["steps"][WARM_IN:]
+    out["speedup"] = {}  # median over steps of baseline / library time: a paired ratio
     for name, ts in times.items():
         out[name] = median(ts)
+        out["speedup"][name] = median([b / a for a, b in zip(lib_times, ts, strict=True)])
     out.setdefault("mem_f32", out["mem"])
     if bf16:
         out.setdefault("mem_bf16", out["mem"])
@@ -395,5 +405,18 @@ def thread_worker(spec: dict) -> None:
             "intra": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter": tf.config.threading.get_inter_op_parallelism_threads(),
             "omp": os.environ.get("OMP_NUM_THREADS"),
+            "openmp_runtimes": openmp_runtimes(),
         }
     )
+
+
+def openmp_runtimes() -> list[str]:
+    """The OpenMP runtimes loaded in this process (read from ``/proc/self/maps``): none means
+    ``OMP_NUM_THREADS`` cannot change its speed (TensorFlow's oneDNN uses TF's own pool)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if line.count("/")}
+    except OSError:
+        return []
+    names = ("libgomp", "libiomp", "libomp")
+    return sorted({Path(p).name for p in paths if Path(p).name.startswith(names)})
