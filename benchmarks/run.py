@@ -1,7 +1,7 @@
 """The benchmark suite: training and inference speed of unet_lib against plain Keras.
 
 Usage:
-    python benchmarks/run.py               # all but the Dice pairs (~15 min, idle 2 cores)
+    python benchmarks/run.py               # all but the Dice pairs (~14 min, idle 2 cores)
     python benchmarks/run.py --quick       # the default configuration only (< 3 min)
     python benchmarks/run.py --sections precision   # one short same-seed pair per data set
     python benchmarks/run.py --json out.json --markdown out.md
