@@ -218,8 +218,10 @@ def interleaved_ways(
     ``unet_lib.train`` runs one epoch of ``steps + 3`` steps; after each of its last
     ``steps`` steps a callback times one step of each baseline model (``train_on_batch`` on
     the in-memory batch, and on the next batch of the plain-Keras ``tf.data`` pipeline; both
-    warmed up by ``warmup`` steps first). Interleaving makes the ratios robust to load that
-    changes during the run (a shared machine).
+    warmed up by ``warmup`` steps first), in an order that rotates from step to step.
+    Interleaving makes the ratios robust to load that changes during the run (a shared
+    machine); ``out["speedup"][name]`` is the median of the step-by-step ratios baseline /
+    library, the paired figure the suite's targets use.
     """
     import keras
 
@@ -415,7 +417,7 @@ def openmp_runtimes() -> list[str]:
     ``OMP_NUM_THREADS`` cannot change its speed (TensorFlow's oneDNN uses TF's own pool)."""
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if line.count("/")}
+            paths = {line.split()[-1] for line in f if "/" in line}
     except OSError:
         return []
     names = ("libgomp", "libiomp", "libomp")
