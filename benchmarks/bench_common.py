@@ -219,16 +219,13 @@ def matmul_peak(dtype: str = "float32", n: int = 4096, reps: int = 5) -> float:
 
 
 # ----------------------------------------------------------------------------- workers
-def run_worker(name: str, spec: dict, *, env: dict | None = None, timeout: float = 600) -> dict:
+def run_worker(name: str, spec: dict, *, timeout: float = 600) -> dict:
     """Runs ``run.py --worker name --spec JSON`` in a fresh Python; returns its JSON result.
 
     Fresh processes are needed where a setting is fixed at TensorFlow's start (threads) and
     for clean memory peaks. Raises ``RuntimeError`` with the tail of its output on failure.
     """
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    for key, value in list(full_env.items()):
-        if value is None:
-            del full_env[key]
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     cmd = [sys.executable, str(HERE / "run.py"), "--worker", name, "--spec", json.dumps(spec)]
     proc = subprocess.run(
         cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from bench_common import Report, matmul_peak, median, run_worker  # noqa: E402
 
-FULL = {  # Dice pairs: 4 epochs x 15 steps of batch 8, one seed per data set (~5 min);
+FULL = {  # Dice pairs: 3 epochs x 15 steps of batch 8, one seed per data set (~5 min);
     # benchmarks/precision_study.py runs more and longer pairs (README)
     "dice_seeds": (0,),
     "dice_epochs": 3,
