@@ -64,6 +64,9 @@ TARGETS = {
         ("pixel error", "pixel_error", 0.0611, "<="),
         ("Rand error", "rand_error", 0.0382, "<="),
         ("membrane Dice", "mean_dice", 0.85, ">="),
+        # the paper's two figures as the challenge scored them (unet_lib.challenge)
+        ("pixel error, challenge's definition", "challenge_pixel_error", 0.0611, "<="),
+        ("Rand error, challenge's definition", "challenge_rand_error", 0.0382, "<="),
     ],
     "dsb": [("nucleus Dice", "mean_dice", 0.85, ">=")],
     "vnc": [("mean IoU (4 non-intracellular classes)", "mean_iou", 0.60, ">=")],
@@ -101,26 +104,53 @@ def link_split(source: Path, dest: Path, stems: list[str], labels: dict) -> Path
     return dest
 
 
-def run_one(key: str, root: Path, out: Path, minutes: float, log) -> dict:
-    """Trains with the defaults in a fresh process and scores the test block."""
+def isbi_challenge(model, test_dir: Path, tta, threshold: float) -> dict:
+    """The ISBI 2012 challenge's own scores of the test block (:mod:`unet_lib.challenge`):
+    1 - the best cell F-score and the best Rand error over the thresholds 0.0-1.0 of the
+    membrane probabilities (an oracle choice on the test labels, as the challenge scored the
+    U-Net paper), and the same two at the run's own threshold (no oracle)."""
+    from unet_lib.challenge import challenge_scores
+    from unet_lib.data import load_dataset
+    from unet_lib.inference import predict_probabilities
+
+    data = load_dataset(test_dir)
+    probs = [predict_probabilities(model, image, tta=tta) for image in data.images]
+    truths = [m[..., 0] if m.ndim == 3 else m for m in data.masks]
+    best = challenge_scores(truths, probs)
+    # the run calls a pixel membrane when p > threshold: cells are 1 - p > 1 - threshold
+    own = challenge_scores(truths, probs, thresholds=[1.0 - threshold])
+    return {
+        "challenge_pixel_error": best["pixel_error"],
+        "challenge_pixel_threshold": best["pixel_threshold"],
+        "challenge_rand_error": best["rand_error"],
+        "challenge_rand_threshold": best["rand_threshold"],
+        "challenge_pixel_error_at_run_threshold": own["pixel_error"],
+        "challenge_rand_error_at_run_threshold": own["rand_error"],
+    }
+
+
+def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None) -> dict:
+    """Trains with the defaults in a fresh process and scores the test block (or, with
+    ``score_run``, scores that existing run folder's best model without training)."""
     spec = DATASETS[key]
     source = root / spec["folder"]
     stems = sorted(p.stem for p in (source / "images").iterdir())
     train_stems, test_stems = split_stems(key, stems)
     train_dir = link_split(source, out / key / "train", train_stems, spec["labels"])
     test_dir = link_split(source, out / key / "test", test_stems, spec["labels"])
-    run_dir = out / key / "run"
-    command = [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
-               "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
-               "--overwrite"]  # fmt: skip
-    print(f"{spec['name']}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    with open(out / key / "train.log", "w") as stream:
-        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = (out / key / "train.log").read_text().splitlines()[-15:]
-        raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
+    run_dir, wall = Path(score_run) if score_run else out / key / "run", None
+    if score_run is None:
+        command = [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
+                   "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
+                   "--overwrite"]  # fmt: skip
+        print(f"{spec['name']}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        with open(out / key / "train.log", "w") as stream:
+            done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            tail = (out / key / "train.log").read_text().splitlines()[-15:]
+            raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
 
     from unet_lib.evaluation import evaluate, save_json
     from unet_lib.fileio import load_model
@@ -137,6 +167,7 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log) -> dict:
     result = {
         "key": key,
         "name": spec["name"],
+        "run": str(run_dir),
         "train_images": len(train_stems),
         "test_images": len(test_stems),
         "train_seconds": state["train_seconds"],
@@ -157,6 +188,8 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log) -> dict:
         "per_class_iou": {n: c["iou"] for n, c in report["per_class"].items()},
         "per_class_dice": {n: c["dice"] for n, c in report["per_class"].items()},
     }  # fmt: skip
+    if key == "isbi":
+        result["test"].update(isbi_challenge(model, test_dir, tta, threshold))
     log(result)
     return result
 
@@ -168,6 +201,7 @@ def add_to_report(report: Report, results: list[dict], smoke: bool) -> None:
          "precision", "TTA", "threshold", "Dice", "IoU", "pixel error", "Rand error"],
     )  # fmt: skip
     classes = report.table("Per-class IoU on the test images", ["data", "class", "IoU", "Dice"])
+    challenge = None
     for r in results:
         c, t = r["config"], r["test"]
         rows.append([r["name"], f"{r['train_images']} / {r['test_images']}", r["train_seconds"],
@@ -178,6 +212,17 @@ def add_to_report(report: Report, results: list[dict], smoke: bool) -> None:
                      t["rand_error"]])  # fmt: skip
         for name, iou in r["per_class_iou"].items():
             classes.append([r["name"], name, iou, r["per_class_dice"][name]])
+        if "challenge_pixel_error" in t:
+            challenge = challenge if challenge is not None else report.table(
+                "ISBI 2012 as the challenge scored the U-Net paper (unet_lib.challenge)",
+                ["data", "pixel error (1 - cell F)", "at threshold", "Rand error",
+                 "at threshold", "pixel / Rand error at the run's threshold"],
+            )  # fmt: skip
+            challenge.append([r["name"], t["challenge_pixel_error"],
+                              t["challenge_pixel_threshold"], t["challenge_rand_error"],
+                              t["challenge_rand_threshold"],
+                              f"{t['challenge_pixel_error_at_run_threshold']:.4f} / "
+                              f"{t['challenge_rand_error_at_run_threshold']:.4f}"])  # fmt: skip
         if smoke:
             continue
         for label, key, limit, op in TARGETS[r["key"]]:
@@ -191,6 +236,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, help="default: UNET_SHARED_DATA")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "quality")
     parser.add_argument("--smoke", action="store_true", help="check it runs; no targets")
+    parser.add_argument("--score-run", type=Path, metavar="RUN",
+                        help="score this existing run folder's best.keras on the test block "
+                             "of the one data set in --datasets (no training)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown")
     args = parser.parse_args(argv)
@@ -198,6 +246,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(keys) - set(DATASETS))
     if unknown:
         parser.error(f"unknown data sets {unknown}; choose from {sorted(DATASETS)}")
+    if args.score_run and len(keys) != 1:
+        parser.error("--score-run needs exactly one data set in --datasets")
     root = data_root(args.data_root)
     missing = [DATASETS[k]["folder"] for k in keys if not (root / DATASETS[k]["folder"]).is_dir()]
     if missing:
@@ -214,10 +264,15 @@ def main(argv=None) -> int:
               flush=True)  # fmt: skip
 
     for key in keys:
-        results.append(run_one(key, root, args.out, args.minutes, log))
+        results.append(run_one(key, root, args.out, args.minutes, log, args.score_run))
     add_to_report(report, results, args.smoke)
-    report.note(f"{args.minutes:g} training minutes per data set; TTA and threshold: the "
-                "run's eval_tta / eval_threshold, chosen on its validation images")  # fmt: skip
+    trained = (
+        f"{args.minutes:g} training minutes per data set"
+        if not args.score_run
+        else (f"the existing run {args.score_run} scored (no training)")
+    )
+    report.note(f"{trained}; TTA and threshold: the run's eval_tta / eval_threshold, chosen on "
+                "its validation images")  # fmt: skip
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(report.render())
     elapsed = time.perf_counter() - start

@@ -63,3 +63,20 @@ def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     assert results["isbi"]["test_images"] == 6 and results["vnc"]["test_images"] == 4
     assert sorted(results["vnc"]["per_class_iou"]) == sorted(quality.VNC_LABELS)
     assert 0 <= results["isbi"]["test"]["rand_error"] <= 1
+    isbi = results["isbi"]["test"]
+    for key in ("challenge_pixel_error", "challenge_rand_error"):
+        assert 0 <= isbi[key] <= 1 and 0 <= isbi[key + "_at_run_threshold"] <= 1
+    assert isbi["challenge_pixel_threshold"] in [round(0.1 * i, 1) for i in range(11)]
+
+    # --score-run scores the same run again without training: the same figures
+    again = tmp_path / "again.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "quality.py"), "--smoke", "--datasets", "isbi",
+         "--score-run", results["isbi"]["run"], "--data-root", str(shared_data),
+         "--out", str(tmp_path / "rescore"), "--json", str(again)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rescored = json.loads(again.read_text())["results"][0]
+    assert rescored["test"] == pytest.approx(isbi, nan_ok=True)
+    assert rescored["steps"] == results["isbi"]["steps"] and rescored["wall_seconds"] is None

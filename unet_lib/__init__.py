@@ -69,6 +69,7 @@ _SUBMODULES = (
     "evaluation",
     "scoring",
     "randerror",
+    "challenge",
     "report",
     "inference",
     "viz",
