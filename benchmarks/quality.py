@@ -248,6 +248,12 @@ def main(argv=None) -> int:
         parser.error(f"unknown data sets {unknown}; choose from {sorted(DATASETS)}")
     if args.score_run and len(keys) != 1:
         parser.error("--score-run needs exactly one data set in --datasets")
+    if args.score_run and not all(
+        (args.score_run / f).is_file() for f in ("best.keras", "config.json", "state.json")
+    ):
+        parser.error(f"--score-run {args.score_run}: not a finished run folder (needs "
+                     "best.keras, config.json and state.json, as `python -m unet_lib train` "
+                     "writes them)")  # fmt: skip
     root = data_root(args.data_root)
     missing = [DATASETS[k]["folder"] for k in keys if not (root / DATASETS[k]["folder"]).is_dir()]
     if missing:

@@ -45,6 +45,15 @@ def test_link_split_makes_a_dataset_folder(tmp_path):
     quality.link_split(source, tmp_path / "dest", ["0", "2"], quality.ISBI_LABELS)  # again: ok
 
 
+def test_score_run_needs_a_finished_run_folder(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "quality.py"), "--datasets", "isbi", "--score-run",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "not a finished run folder" in done.stderr
+
+
 @pytest.mark.shared_data
 def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     out = tmp_path / "quality.json"
