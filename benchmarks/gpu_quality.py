@@ -55,7 +55,6 @@ RUNS = [
     ("cpu_plan_24x", 24000, 256, 4, 32),
     ("gpu_plan", 3000, 512, 14, 32),
 ]
-ISBI_LABELS = {"background": 255, "membrane": 0}
 TASK_STEPS = 10  # steps' worth of patches per worker task
 
 
@@ -133,12 +132,11 @@ def make_chunk(args):
 
 # ----------------------------------------------------------------------------- one run
 def isbi_split(root: Path, out: Path):
-    from quality import link_split
+    """quality.py's ISBI 2012 folders: slices 0-17 train, 18-23 test, membrane = 0."""
+    from quality import ISBI_LABELS, link_split, split_stems
 
     source = root / "isbi2012_membrane"
-    stems = sorted(p.stem for p in (source / "images").iterdir())
-    train = [s for s in stems if int(s) <= 17]
-    test = [s for s in stems if int(s) >= 18]
+    train, test = split_stems("isbi", sorted(p.stem for p in (source / "images").iterdir()))
     return (
         link_split(source, out / "isbi_train", train, ISBI_LABELS),
         link_split(source, out / "isbi_test", test, ISBI_LABELS),

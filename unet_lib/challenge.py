@@ -2,8 +2,8 @@
 
 The U-Net paper's ISBI 2012 figures (pixel error 0.0611, Rand error 0.0382) are the
 challenge's own scores, which differ from the fixed-threshold figures of
-:func:`unet_lib.evaluation.evaluate` in two ways (the challenge's evaluation page and its
-Fiji code, ``trainableSegmentation.metrics``):
+:func:`unet_lib.evaluation.evaluate` in three ways (the challenge's evaluation page and
+its Fiji code, ``trainableSegmentation.metrics``):
 
 * **Pixel error** is ``1 - F``, where ``F`` is the F-score of the *cell* pixels (truth
   label > 0 in the challenge's images, where membranes are 0), pooled over the stack, not the
@@ -13,7 +13,6 @@ Fiji code, ``trainableSegmentation.metrics``):
 * **Both scores are maximised over thresholds** of the submitted cell probability map:
   ``cells = probability > t`` for ``t = 0.0, 0.1, ..., 1.0``, the best ``t`` chosen on the
   test labels themselves (an oracle choice, part of the challenge's protocol).
-
 * **The Rand error counts pixel pairs pooled over the stack** (Fiji's ``RandError``):
   segments are the 4-connected cells of the truth and of the thresholded prediction
   (:func:`unet_lib.randerror.cell_segments`); only pairs of true-cell pixels count, and a
@@ -45,7 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.randerror import cell_segments
+from unet_lib.randerror import cell_segments, segment_overlaps
 
 __all__ = ["THRESHOLDS", "challenge_scores", "cell_fscore", "rand_pair_counts"]
 
@@ -77,7 +76,6 @@ def cell_fscore(truth_cells: np.ndarray, pred_cells: np.ndarray) -> tuple[float,
 
 
 def _pairs(counts: np.ndarray) -> float:
-    counts = counts.astype(np.float64)
     return float(np.sum(counts * (counts - 1) / 2))
 
 
@@ -97,19 +95,8 @@ def rand_pair_counts(truth_segments: np.ndarray, pred_segments: np.ndarray):
         >>> rand_pair_counts(np.array([1, 1, 2, 2]), np.array([1, 1, 1, 1]))  # one merge
         (2.0, 2.0, 6.0)
     """
-    a = np.asarray(truth_segments).ravel()
-    b = np.asarray(pred_segments).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"segmentations differ in size: {a.size} (truth) vs {b.size}.")
-    scored = a > 0
-    ta, pb = a[scored].astype(np.int64), b[scored].astype(np.int64)
-    if ta.size == 0:
-        return 0.0, 0.0, 0.0
-    inside = pb > 0
-    true_pairs = _pairs(np.unique(ta, return_counts=True)[1])
-    predicted_pairs = _pairs(np.unique(pb[inside], return_counts=True)[1])
-    joint = ta[inside] * (int(pb.max()) + 1) + pb[inside]
-    return _pairs(np.unique(joint, return_counts=True)[1]), true_pairs, predicted_pairs
+    truth_sizes, pred_sizes, overlap_sizes, _ = segment_overlaps(truth_segments, pred_segments)
+    return _pairs(overlap_sizes), _pairs(truth_sizes), _pairs(pred_sizes)
 
 
 def _fscore(tp: float, predicted: float, true: float) -> float:

@@ -57,6 +57,45 @@ def _counts(ids: np.ndarray) -> np.ndarray:
     return np.unique(ids, return_counts=True)[1].astype(np.float64)
 
 
+def segment_overlaps(truth_segments: np.ndarray, pred_segments: np.ndarray):
+    """Contingency counts of two segmentations over the scored pixels (truth segment >= 1).
+
+    The shared core of :func:`adapted_rand` and
+    :func:`unet_lib.challenge.rand_pair_counts`.
+
+    Args:
+        truth_segments: Non-negative integer segment ids, any shape (0 = not scored).
+        pred_segments: Non-negative integer segment ids, same shape (0 = boundary).
+
+    Returns:
+        ``(truth_sizes, pred_sizes, overlap_sizes, boundary)``: float64 arrays of the sizes of
+        the true segments ``a_i``, of the predicted segments ``j >= 1`` inside them ``b_j``,
+        and of their non-empty overlaps ``p_ij`` (``j >= 1``); and ``c``, the number of scored
+        pixels that are predicted boundary. Empty arrays when no pixel is scored.
+
+    Example:
+        >>> segment_overlaps(np.array([1, 1, 2, 0]), np.array([1, 0, 1, 1]))[2].tolist()
+        [1.0, 1.0]
+    """
+    a = np.asarray(truth_segments)
+    b = np.asarray(pred_segments)
+    if a.shape != b.shape:
+        raise ValueError(f"segmentations differ in shape: {a.shape} (truth) vs {b.shape}.")
+    for name, x in (("truth_segments", a), ("pred_segments", b)):
+        if x.dtype.kind not in "uib" or (x.size and x.min() < 0):
+            raise ValueError(f"{name} must hold non-negative integer segment ids.")
+    scored = a.ravel() > 0
+    ta = a.ravel()[scored].astype(np.int64)
+    pb = b.ravel()[scored].astype(np.int64)
+    if ta.size == 0:
+        empty = np.zeros(0, np.float64)
+        return empty, empty, empty, 0.0
+    inside = pb > 0
+    joint = ta[inside] * (int(pb.max()) + 1) + pb[inside]
+    boundary = float(np.count_nonzero(~inside))
+    return _counts(ta), _counts(pb[inside]), _counts(joint), boundary
+
+
 def adapted_rand(
     truth_segments: np.ndarray, pred_segments: np.ndarray
 ) -> tuple[float, float, float]:
@@ -84,25 +123,15 @@ def adapted_rand(
         >>> adapted_rand(np.array([[1, 1, 0, 2, 2]]), np.array([[1, 1, 1, 1, 1]]))[0]  # merge
         0.33333333333333337
     """
-    a = np.asarray(truth_segments)
-    b = np.asarray(pred_segments)
-    if a.shape != b.shape:
-        raise ValueError(f"segmentations differ in shape: {a.shape} (truth) vs {b.shape}.")
-    for name, x in (("truth_segments", a), ("pred_segments", b)):
-        if x.dtype.kind not in "uib" or (x.size and x.min() < 0):
-            raise ValueError(f"{name} must hold non-negative integer segment ids.")
-    n = a.size
-    scored = a.ravel() > 0
-    ta = a.ravel()[scored].astype(np.int64)
-    pb = b.ravel()[scored].astype(np.int64)
-    if ta.size == 0:
+    truth_sizes, pred_sizes, overlap_sizes, boundary = segment_overlaps(
+        truth_segments, pred_segments
+    )
+    if truth_sizes.size == 0:
         return _NAN, _NAN, _NAN
-    in_segment = pb > 0
-    c_over_n = float(np.count_nonzero(~in_segment)) / n
-    sum_a = float(np.sum(_counts(ta) ** 2))
-    sum_b = float(np.sum(_counts(pb[in_segment]) ** 2)) + c_over_n
-    joint = ta[in_segment] * (int(pb.max()) + 1) + pb[in_segment]
-    sum_ab = float(np.sum(_counts(joint) ** 2)) + c_over_n
+    c_over_n = boundary / np.asarray(truth_segments).size
+    sum_a = float(np.sum(truth_sizes**2))
+    sum_b = float(np.sum(pred_sizes**2)) + c_over_n
+    sum_ab = float(np.sum(overlap_sizes**2)) + c_over_n
     precision, recall = sum_ab / sum_b, sum_ab / sum_a
     return 1.0 - 2.0 * precision * recall / (precision + recall), precision, recall
 
