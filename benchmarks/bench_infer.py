@@ -32,8 +32,8 @@ def reference_model_path() -> Path:
     import keras
 
     import unet_lib
+    from unet_lib import save_model
     from unet_lib.data.synthetic import default_data_dir
-    from unet_lib.fileio import save_model_atomic
 
     path = default_data_dir("binary").parent / f"bench_unet_f32_e{REFERENCE_EPOCHS}.keras"
     if not path.is_file():
@@ -43,7 +43,7 @@ def reference_model_path() -> Path:
                 epochs=REFERENCE_EPOCHS, precision="float32",
             )  # fmt: skip
             keras.mixed_precision.set_global_policy("float32")
-            save_model_atomic(result.model, path)
+            save_model(result.model, path)
     return path
 
 
@@ -53,16 +53,16 @@ def small_model_path(base_filters: int = 8) -> Path:
     activations, whatever the weights. Saved once beside the built-in data (git-ignored)."""
     import keras
 
+    from unet_lib import save_model
     from unet_lib.data.synthetic import default_data_dir
-    from unet_lib.fileio import save_model_atomic
-    from unet_lib.model import build_unet
+    from unet_lib.model.unet import build_unet
 
     path = default_data_dir("binary").parent / f"bench_unet_f{base_filters}_untrained.keras"
     if not path.is_file():
         keras.mixed_precision.set_global_policy("float32")
         keras.utils.set_random_seed(0)
         model = build_unet((None, None, 1), 1, base_filters=base_filters, batch_norm=True)
-        save_model_atomic(model, path)
+        save_model(model, path)
     return path
 
 
@@ -102,7 +102,7 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
     ``with_float32=False`` leaves out ``unet_lib.predict`` in float32 (a figure, no target).
     """
     import unet_lib
-    from unet_lib.inference import predict
+    from unet_lib.inference.predictor import predict
 
     gflop_mpix = forward_gflop_per_mpix(model)
     rows = report.table(
@@ -132,7 +132,7 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
         if not with_float32:
             del functions["f32"]
         times = interleaved(functions, rounds)
-        precision = unet_lib.inference_model.resolve_precision("auto")
+        precision = unet_lib.inference.engine.resolve_precision("auto")
         base = median(times["plain"])
         mpix = size * size / 1e6
         labels = {
@@ -164,8 +164,8 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
 
 def memory_worker(spec: dict) -> None:
     """Fresh-process memory run: load the model, warm up, reset the peak, predict one size."""
-    from unet_lib.fileio import load_model
-    from unet_lib.inference import predict
+    from unet_lib import load_model
+    from unet_lib.inference.predictor import predict
 
     size, tiled = int(spec["size"]), bool(spec["tiled"])
     model = load_model(spec["model"], compile=False)

@@ -230,7 +230,7 @@ def interleaved_ways(
     policy = policy_of(precision)
     x, y = batch_of(data, batch_size)
     models = {}
-    from unet_lib.runtime import read_cpu_flags
+    from unet_lib.runtime.settings import read_cpu_flags
 
     bf16 = bool(read_cpu_flags() & {"avx512_bf16", "amx_bf16"})
     ways = [("mem", policy), ("mem_f32", "float32"), ("plain", "float32")]

@@ -106,7 +106,7 @@ def measure(args) -> dict:
     import numpy as np
 
     from unet_lib.losses import DiceCELoss
-    from unet_lib.model import build_unet
+    from unet_lib.model.unet import build_unet
 
     backend = keras.backend.backend()
     keras.mixed_precision.set_global_policy(args.precision)

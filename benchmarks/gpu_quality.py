@@ -7,14 +7,14 @@ batch 4, width 32, depth 4, batch norm, Dice + cross-entropy, Adam with a warm-u
 schedule, flips / 90-degree rotations / +-15 degree rotation / 0.9-1.1 scale / mild
 intensity, best checkpoint by validation Dice on the contiguous block 14-17) for many more
 steps on a GPU, and scores each run on slices 18-23 exactly as ``quality.py`` does
-(``unet_lib.evaluation.evaluate``: membrane Dice, pixel error, foreground-restricted Rand
+(``unet_lib.evaluation.evaluator.evaluate``: membrane Dice, pixel error, foreground-restricted Rand
 error), with and without rotation / flip test-time augmentation.
 
 It needs no TensorFlow (the GPU machines have JAX and PyTorch only): the library's
 augmentation is TensorFlow code, so the patches are made here with NumPy / SciPy in worker
 processes, mirroring ``unet_lib.data.augment`` (crop, dihedral, one bilinear / nearest
 resampling with mirrored borders, gamma / contrast / brightness, clip to [0, 1]). The model,
-loss, learning-rate rule (``unet_lib.callbacks.TimeBudget.learning_rate_at``), data loading
+loss, learning-rate rule (``unet_lib.training.callbacks.TimeBudget.learning_rate_at``), data loading
 and scoring are the library's.
 
 Several runs share the GPU at once (``--launch``); each run's schedule ends at its step count
@@ -150,7 +150,7 @@ def membrane_dice(model, images, masks) -> float:
 
 
 def scores(model, test_dir, tta) -> dict:
-    from unet_lib.evaluation import evaluate
+    from unet_lib.evaluation.evaluator import evaluate
 
     report = evaluate(model, test_dir, tta=tta, threshold=0.5)
     membrane = report["per_class"]["membrane"]
@@ -165,10 +165,10 @@ def scores(model, test_dir, tta) -> dict:
 def run_one(args) -> dict:
     import keras
 
-    from unet_lib.callbacks import TimeBudget
     from unet_lib.data import load_dataset
     from unet_lib.losses import DiceCELoss
-    from unet_lib.model import build_unet
+    from unet_lib.model.unet import build_unet
+    from unet_lib.training.callbacks import TimeBudget
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)

@@ -64,7 +64,7 @@ TARGETS = {
         ("pixel error", "pixel_error", 0.0611, "<="),
         ("Rand error", "rand_error", 0.0382, "<="),
         ("membrane Dice", "mean_dice", 0.85, ">="),
-        # the paper's two figures as the challenge scored them (unet_lib.challenge)
+        # the paper's two figures as the challenge scored them (unet_lib.evaluation.challenge)
         ("pixel error, challenge's definition", "challenge_pixel_error", 0.0611, "<="),
         ("Rand error, challenge's definition", "challenge_rand_error", 0.0382, "<="),
     ],
@@ -105,13 +105,13 @@ def link_split(source: Path, dest: Path, stems: list[str], labels: dict) -> Path
 
 
 def isbi_challenge(model, test_dir: Path, tta, threshold: float) -> dict:
-    """The ISBI 2012 challenge's own scores of the test block (:mod:`unet_lib.challenge`):
+    """The ISBI 2012 challenge's own scores of the test block (``evaluation.challenge``):
     1 - the best cell F-score and the best Rand error over the thresholds 0.0-1.0 of the
     membrane probabilities (an oracle choice on the test labels, as the challenge scored the
     U-Net paper), and the same two at the run's own threshold (no oracle)."""
-    from unet_lib.challenge import challenge_scores
     from unet_lib.data import load_dataset
-    from unet_lib.inference import predict_probabilities
+    from unet_lib.evaluation.challenge import challenge_scores
+    from unet_lib.inference.predictor import predict_probabilities
 
     data = load_dataset(test_dir)
     probs = [predict_probabilities(model, image, tta=tta) for image in data.images]
@@ -152,9 +152,9 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None
             tail = (out / key / "train.log").read_text().splitlines()[-15:]
             raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
 
-    from unet_lib.evaluation import evaluate, save_json
-    from unet_lib.fileio import load_model
-    from unet_lib.training import evaluation_settings
+    from unet_lib import load_model
+    from unet_lib.evaluation.evaluator import evaluate, save_json
+    from unet_lib.training.loop import evaluation_settings
 
     config = json.loads((run_dir / "config.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())
@@ -214,7 +214,7 @@ def add_to_report(report: Report, results: list[dict], smoke: bool) -> None:
             classes.append([r["name"], name, iou, r["per_class_dice"][name]])
         if "challenge_pixel_error" in t:
             challenge = challenge if challenge is not None else report.table(
-                "ISBI 2012 as the challenge scored the U-Net paper (unet_lib.challenge)",
+                "ISBI 2012 as the challenge scored the U-Net paper (unet_lib.evaluation.challenge)",
                 ["data", "pixel error (1 - cell F)", "at threshold", "Rand error",
                  "at threshold", "pixel / Rand error at the run's threshold"],
             )  # fmt: skip

@@ -121,7 +121,7 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    from unet_lib.runtime import read_cpu_flags
+    from unet_lib.runtime.settings import read_cpu_flags
 
     model = "unknown CPU"
     try:
@@ -154,7 +154,7 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
     """Fixed-length runs, float32 against bfloat16 (or the default), same seed per pair."""
     import bench_train as bt
 
-    from unet_lib.runtime import read_cpu_flags
+    from unet_lib.runtime.settings import read_cpu_flags
 
     other = train_precision  # against float32: the library's choice, or bfloat16 where the
     if bt.policy_of(train_precision) == "float32":  # library keeps float32 on a BF16 CPU
@@ -246,7 +246,7 @@ def section_training(report, plan, train_precision, peaks, flops_fn):
 def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
     import bench_infer as bi
 
-    from unet_lib.fileio import load_model
+    from unet_lib import load_model
 
     path = bi.reference_model_path()
     model = load_model(path, compile=False)
@@ -403,7 +403,7 @@ def targets(report, precision, training, inference, threads, xla, plan) -> None:
 def run_suite(args) -> Report:
     from flops import count_flops
 
-    from unet_lib.model import build_unet
+    from unet_lib.model.unet import build_unet
 
     plan = QUICK if args.quick else FULL
     report = Report()

@@ -22,10 +22,10 @@ import keras
 import numpy as np
 import pytest
 
-from unet_lib.inference import predict
+from unet_lib.inference.predictor import predict
 from unet_lib.losses import DiceCELoss
 from unet_lib.metrics import DiceMetric, IoUMetric
-from unet_lib.model import build_unet
+from unet_lib.model.unet import build_unet
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
@@ -103,7 +103,7 @@ import sys
 import keras, numpy as np
 from unet_lib.losses import DiceCELoss
 from unet_lib.metrics import DiceMetric
-from unet_lib.model import build_unet
+from unet_lib.model.unet import build_unet
 keras.utils.set_random_seed(0)
 model = build_unet((None, None, 1), 1, depth=2, base_filters=4, batch_norm=True,
                    upsampling="bilinear", dropout=0.1)
@@ -123,7 +123,7 @@ np.save(sys.argv[1] + ".npy", model.predict(x, verbose=0))
 LOAD = """
 import sys
 import keras, numpy as np
-import unet_lib.batchnorm, unet_lib.losses, unet_lib.metrics  # registers the custom objects
+import unet_lib.model.batchnorm, unet_lib.losses, unet_lib.metrics  # registers the custom objects
 x = np.load(sys.argv[1])
 for name in sys.argv[2:]:
     model = keras.saving.load_model(name + ".keras", safe_mode=True)
@@ -161,10 +161,10 @@ import sys
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
 import numpy as np
 import unet_lib
-from unet_lib.model import build_unet
+from unet_lib.model.unet import build_unet
 from unet_lib.losses import dice_ce_loss
 from unet_lib.metrics import dice_score
-from unet_lib.inference import predict
+from unet_lib.inference.predictor import predict
 model = build_unet((None, None, 1), 1, depth=2, base_filters=4)
 x = np.random.default_rng(0).random((16, 16, 1), dtype=np.float32)
 p = predict(model, x).probabilities
@@ -185,7 +185,7 @@ def test_package_works_without_tensorflow():
 TRAIN = """
 import json, sys
 from unet_lib.data.synthetic import make_synthetic_dataset
-from unet_lib.training import train
+from unet_lib.training.loop import train
 data = make_synthetic_dataset(sys.argv[1] + "/data", num_images=10, size=32, seed=3)
 result = train(data, sys.argv[1] + "/run", epochs=2, depth=2, base_filters=4, batch_size=4,
                seed=1, deterministic=True, verbose=0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from unet_lib.batchnorm import BatchNorm
+from unet_lib.model.batchnorm import BatchNorm
 
 BF16 = "mixed_bfloat16"
 LEAN = {"dtype": BF16, "lean": True}  # the fast path on every backend

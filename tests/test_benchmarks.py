@@ -18,7 +18,7 @@ import bench_common as bc  # noqa: E402
 import run as suite  # noqa: E402
 from flops import count_flops, layer_flops  # noqa: E402
 
-from unet_lib.model import build_unet  # noqa: E402
+from unet_lib.model.unet import build_unet  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- FLOPs

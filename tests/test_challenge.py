@@ -1,4 +1,4 @@
-"""unet_lib.challenge: the ISBI 2012 challenge's best-over-thresholds scores, against hand
+"""evaluation.challenge: the ISBI 2012 challenge's best-over-thresholds scores, against hand
 arithmetic and a brute-force reference."""
 
 from __future__ import annotations
@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.challenge import THRESHOLDS, cell_fscore, challenge_scores, rand_pair_counts
-from unet_lib.randerror import cell_segments
+from unet_lib.evaluation.challenge import (
+    THRESHOLDS,
+    cell_fscore,
+    challenge_scores,
+    rand_pair_counts,
+)
+from unet_lib.evaluation.randerror import cell_segments
 
 
 def test_thresholds_are_the_challenge_grid():

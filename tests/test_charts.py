@@ -1,4 +1,4 @@
-"""Tests for unet_lib.charts: training curves, per-class bars, confusion matrix (Agg backend)."""
+"""Tests for viz.charts: training curves, per-class bars, confusion matrix (Agg backend)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from unet_lib import charts  # noqa: E402
+from unet_lib.viz import charts  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unet_lib.cli import main
+from unet_lib.cli.parser import main
 
 ISBI_LABELS = '{"labels": {"background": 255, "membrane": 0}}'
 

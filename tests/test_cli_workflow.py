@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unet_lib.cli import main
+from unet_lib.cli.parser import main
 from unet_lib.data.synthetic import make_synthetic_dataset
 
 TINY = ["--depth", "2", "--base-filters", "4", "--batch-size", "4"]

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.configure: the fingerprint by hand, the planning rules, and train()
+"""Tests for unet_lib.training.plan: the fingerprint by hand, the planning rules, and train()
 applying the plan to every option not given explicitly."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from unet_lib.configure import (
+from unet_lib.data.folder import LoadedDataset
+from unet_lib.data.labels import LabelMapping
+from unet_lib.training.plan import (
     DatasetFingerprint,
     describe_plan,
     fingerprint,
     looks_like_stack,
     plan_training,
 )
-from unet_lib.data.folder import LoadedDataset
-from unet_lib.data.labels import LabelMapping
 
 
 def _dataset(images, masks, stems, names=("background", "cell")):
@@ -151,7 +151,7 @@ def tiny_data(tmp_path_factory):
 
 
 def test_train_derives_what_was_not_given(tiny_data, tmp_path):
-    from unet_lib.training import train
+    from unet_lib.training.loop import train
 
     result = train(tiny_data, tmp_path / "run", epochs=1, base_filters=4, batch_size=3,
                    eval_tta=False, verbose=0)  # fmt: skip
@@ -165,7 +165,7 @@ def test_train_derives_what_was_not_given(tiny_data, tmp_path):
 
 
 def test_auto_configure_off_keeps_the_fixed_defaults(tiny_data, tmp_path):
-    from unet_lib.training import TrainConfig, train
+    from unet_lib.training.loop import TrainConfig, train
 
     train(tiny_data, tmp_path / "run", epochs=1, base_filters=4, auto_configure=False,
           eval_tta=False, verbose=0)  # fmt: skip
@@ -175,7 +175,7 @@ def test_auto_configure_off_keeps_the_fixed_defaults(tiny_data, tmp_path):
 
 
 def test_evaluation_settings_are_decided_on_validation(tiny_data, tmp_path):
-    from unet_lib.training import train
+    from unet_lib.training.loop import train
 
     result = train(tiny_data, tmp_path / "run", epochs=1, base_filters=4, verbose=0)
     assert result.config.eval_tta in (True, False)
@@ -188,7 +188,7 @@ def test_evaluation_settings_are_decided_on_validation(tiny_data, tmp_path):
 
 
 def test_validation_counts_and_dice_by_hand():
-    from unet_lib.training import _foreground_counts, _mean_dice
+    from unet_lib.training.loop import _foreground_counts, _mean_dice
 
     # binary: probabilities 0.2 0.4 0.6 0.8 against truth 0 1 1 -1 (the last ignored)
     p = np.array([[[0.2], [0.4], [0.6], [0.8]]], np.float32)
@@ -207,7 +207,7 @@ def test_validation_counts_and_dice_by_hand():
 
 
 def test_bad_evaluation_options_fail_early():
-    from unet_lib.training import TrainConfig
+    from unet_lib.training.loop import TrainConfig
 
     with pytest.raises(ValueError, match="eval_tta"):
         TrainConfig(eval_tta="yes")

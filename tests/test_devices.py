@@ -1,11 +1,11 @@
-"""Tests for unet_lib.devices: reading a device choice (the TensorFlow side runs in
+"""Tests for unet_lib.runtime.devices: reading a device choice (the TensorFlow side runs in
 tests/test_distributed.py, in subprocesses)."""
 
 from __future__ import annotations
 
 import pytest
 
-from unet_lib.devices import check_one_device, parse_device_spec
+from unet_lib.runtime.devices import check_one_device, parse_device_spec
 
 DEVICE_SPECS = {
     None: None,

@@ -55,14 +55,14 @@ MIRRORED = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from unet_lib.devices import select_devices
-    from unet_lib.runtime import configure_threads
+    from unet_lib.runtime.devices import select_devices
+    from unet_lib.runtime.settings import configure_threads
     configure_threads(intra_op=1, inter_op=1)
     select_devices("cpu:2")   # before TensorFlow starts
     import tensorflow as tf
     from unet_lib.metrics import DiceMetric, IoUMetric, dice_score
-    from unet_lib.runtime import device_settings
-    from unet_lib.training import train
+    from unet_lib.runtime.settings import device_settings
+    from unet_lib.training.loop import train
 
     # 1. streaming metrics sum their counts over the replicas
     settings = device_settings("cpu:2", per_device_batch_size=1)
@@ -108,7 +108,7 @@ MIRRORED = textwrap.dedent(
     print("UNEVEN", json.dumps(uneven))
 
     # 4. self-configured on two replicas: the derived epoch counts global batches
-    from unet_lib import configure
+    from unet_lib.training import plan as configure
     from unet_lib.data import load_dataset
     auto = train(data_dir, f"{out}/auto", devices="cpu:2", epochs=1, verbose=0,
                  val_fraction=0.4)  # 4 validation images: a 3-step epoch on one replica
@@ -123,12 +123,12 @@ MIRRORED = textwrap.dedent(
 WORKER = textwrap.dedent(
     """
     import json, os, sys
-    from unet_lib.runtime import configure_threads
+    from unet_lib.runtime.settings import configure_threads
     configure_threads(intra_op=1, inter_op=1)
     import keras
     import numpy as np
-    from unet_lib.callbacks import read_state
-    from unet_lib.training import train
+    from unet_lib.training.callbacks import read_state
+    from unet_lib.training.loop import train
 
     class Seen(keras.callbacks.Callback):
         # what this process itself computed: its epoch logs and its final weights

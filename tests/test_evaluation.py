@@ -1,4 +1,4 @@
-"""Tests for unet_lib.evaluation: prediction folders, JSON and reports, a model end to end.
+"""Tests for evaluation.evaluator: prediction folders, JSON and reports, a model end to end.
 
 Scoring (hand-worked values, metric cross-checks): test_scoring.py; Rand error:
 test_randerror.py.
@@ -14,7 +14,7 @@ import pytest
 
 from unet_lib import IGNORE_LABEL
 from unet_lib.data.folder import DatasetError, LabelMapping, load_dataset
-from unet_lib.evaluation import (
+from unet_lib.evaluation.evaluator import (
     evaluate,
     evaluate_folder,
     format_report,
@@ -150,7 +150,7 @@ def test_save_json_writes_null_and_the_contract_keys(isbi, tmp_path):
 
 def test_evaluate_with_a_tiny_model_end_to_end(isbi):
     import unet_lib
-    from unet_lib.inference import predict
+    from unet_lib.inference.predictor import predict
 
     data, truths, _ = isbi
     model = unet_lib.build_unet((None, None, 1), 1, depth=2, base_filters=2)
@@ -178,7 +178,8 @@ def test_evaluate_with_a_tiny_model_end_to_end(isbi):
 
 def test_split_out_names_still_importable_from_evaluation():
     # randerror, report and scoring were split out of evaluation.py, which re-exports them
-    from unet_lib import evaluation, randerror, report, scoring
+    from unet_lib import evaluation
+    from unet_lib.evaluation import randerror, report, scoring
 
     for module in (randerror, report, scoring):
         for name in module.__all__:

@@ -7,7 +7,8 @@ import os
 import keras
 import pytest
 
-from unet_lib.fileio import atomic_path, save_model_atomic, write_json_atomic, write_text_atomic
+from unet_lib.fileio import atomic_path, write_json_atomic, write_text_atomic
+from unet_lib.model import save_model
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):
@@ -38,10 +39,10 @@ def test_temporary_keeps_the_suffix_and_the_file_gets_ordinary_permissions(tmp_p
 
 def test_models_are_saved_as_keras_only(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    path = save_model_atomic(model, tmp_path / "m.keras")
+    path = save_model(model, tmp_path / "m.keras")
     assert keras.saving.load_model(path, safe_mode=True).count_params() == 3
     with pytest.raises(ValueError, match=r"\.keras files only"):
-        save_model_atomic(model, tmp_path / "m.h5")
+        save_model(model, tmp_path / "m.h5")
 
 
 def test_load_model_registers_the_custom_objects_first(tmp_path):
@@ -52,11 +53,11 @@ def test_load_model_registers_the_custom_objects_first(tmp_path):
 
     from unet_lib.losses import DiceCELoss
     from unet_lib.metrics import DiceMetric
-    from unet_lib.model import build_unet
+    from unet_lib.model.unet import build_unet
 
     model = build_unet((None, None, 1), 1, depth=1, base_filters=2, batch_norm=True)  # BatchNorm
     model.compile(loss=DiceCELoss(), metrics=[DiceMetric(1)])
-    path = save_model_atomic(model, tmp_path / "m.keras")
+    path = save_model(model, tmp_path / "m.keras")
     code = (
         "import sys, unet_lib\n"
         f"m = unet_lib.load_model({str(path)!r})\n"
@@ -69,7 +70,7 @@ def test_load_model_registers_the_custom_objects_first(tmp_path):
 
 
 def test_load_model_errors_name_the_file(tmp_path):
-    from unet_lib.fileio import load_model
+    from unet_lib.model import load_model
 
     with pytest.raises(FileNotFoundError, match="no model file"):
         load_model(tmp_path / "absent.keras")

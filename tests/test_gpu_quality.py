@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH))
 
 import gpu_quality  # noqa: E402
 
-from unet_lib.configure import DatasetFingerprint, plan_training  # noqa: E402
+from unet_lib.training.plan import DatasetFingerprint, plan_training  # noqa: E402
 
 
 def _smooth_pair(size=96, seed=0):

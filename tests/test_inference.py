@@ -1,4 +1,4 @@
-"""Tests for unet_lib.inference: whole-image and tiled prediction, blending, TTA, saving."""
+"""Tests for inference.predictor: whole-image and tiled prediction, blending, TTA, saving."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from unet_lib import inference as inf
 from unet_lib.data.folder import LabelMapping
-from unet_lib.model import build_unet
+from unet_lib.model.unet import build_unet
 
 
 def _np(x):
@@ -348,7 +348,7 @@ def test_precision_errors(same_unet):
 
 
 def test_float32_folded_batch_norm_equals_the_model(bn_unet):
-    from unet_lib.inference_model import fold_plan, inference_copy
+    from unet_lib.inference.engine import fold_plan, inference_copy
 
     assert len(fold_plan(bn_unet)) == 10  # every conv -> BN pair (2 per level, 5 levels)
     copy = inference_copy(bn_unet, "float32")
@@ -374,7 +374,7 @@ def test_bfloat16_path_keeps_the_labels(bn_unet):
 
 
 def test_bfloat16_copy_keeps_a_float32_head(bn_unet):
-    from unet_lib.inference_model import inference_copy
+    from unet_lib.inference.engine import inference_copy
 
     copy = inference_copy(bn_unet, "bfloat16")
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
@@ -395,7 +395,8 @@ def test_cached_copy_follows_weight_changes(bn_unet):
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
-    from unet_lib import inference_model, runtime
+    from unet_lib import runtime
+    from unet_lib.inference import engine as inference_model
 
     for flags, expected in (({"avx512_bf16", "avx2"}, "bfloat16"), ({"avx2"}, "float32")):
         monkeypatch.setattr(runtime, "read_cpu_flags", lambda flags=flags: flags)
@@ -409,7 +410,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
 
 
 def test_subclassed_model_is_not_copied():
-    from unet_lib.inference_model import Runner, inference_copy
+    from unet_lib.inference.engine import Runner, inference_copy
 
     class Halve(keras.Model):
         def call(self, x):

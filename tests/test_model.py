@@ -1,4 +1,4 @@
-"""Tests for unet_lib.model: shapes, parameter count, valid-size helpers, saving, training."""
+"""Tests for unet_lib.model.unet: shapes, parameter count, valid-size helpers, saving, training."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_lib.model import (
+from unet_lib.model.unet import (
     build_unet,
     padded_size,
     valid_input_size,

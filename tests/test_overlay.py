@@ -1,4 +1,4 @@
-"""Tests for unet_lib.overlay: the class palette and label-map overlays."""
+"""Tests for unet_lib.viz.palette: the class palette and label-map overlays."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import ast
 import numpy as np
 import pytest
 
-from unet_lib import overlay as overlay_module
-from unet_lib.overlay import label_colors, overlay
+from unet_lib.viz import palette as overlay_module
+from unet_lib.viz.palette import label_colors, overlay
 
 
 def square_mask(h=12, w=12, top=2, left=3, side=5, value=1):

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.randerror: hand-worked Rand errors and a brute-force pair count."""
+"""Tests for unet_lib.evaluation.randerror: hand-worked Rand errors and a brute-force pair count."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.randerror import adapted_rand, cell_segments, rand_error
+from unet_lib.evaluation.randerror import adapted_rand, cell_segments, rand_error
 
 
 def random_maps(seed, num_labels, n=3, shape=(6, 7), ignore=True):

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.runtime: the pure decisions on fake devices, and a real 2-CPU mirror."""
+"""Tests for runtime.settings: the pure decisions on fake devices, and a real 2-CPU mirror."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import pytest
 
-from unet_lib.runtime import (
+from unet_lib.runtime.settings import (
     TrainingSettings,
     apply_settings,
     decide_settings,
@@ -144,7 +144,7 @@ def test_device_settings_on_this_machine_and_apply():
 SUBPROCESS = textwrap.dedent(
     """
     import numpy as np
-    from unet_lib.runtime import configure_threads, device_settings
+    from unet_lib.runtime.settings import configure_threads, device_settings
     print("THREADS", configure_threads(intra_op=1, inter_op=1))
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]

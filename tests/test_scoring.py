@@ -1,4 +1,4 @@
-"""Tests for unet_lib.scoring: hand-worked values and cross-checks with unet_lib.metrics."""
+"""Tests for evaluation.scoring: hand-worked values and cross-checks with unet_lib.metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from keras import ops
 
 from unet_lib import IGNORE_LABEL
+from unet_lib.evaluation.randerror import rand_error
+from unet_lib.evaluation.report import per_image_table, to_jsonable
+from unet_lib.evaluation.scoring import foreground_classes, score_label_maps
 from unet_lib.metrics import dice_score, iou_score, per_image_scores
-from unet_lib.randerror import rand_error
-from unet_lib.report import per_image_table, to_jsonable
-from unet_lib.scoring import foreground_classes, score_label_maps
 
 
 def np_(x):

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.training: the run folder, resume, determinism, NaN, time budget."""
+"""Tests for unet_lib.training.loop: the run folder, resume, determinism, NaN, time budget."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import pytest
 
-from unet_lib.callbacks import read_history, read_state
 from unet_lib.data.synthetic import make_synthetic_dataset
-from unet_lib.training import TrainConfig, train
+from unet_lib.training.callbacks import read_history, read_state
+from unet_lib.training.loop import TrainConfig, train
 
 # A model and data small enough for a few seconds per run on a 2-core CPU.
 TINY = dict(depth=2, base_filters=4, batch_size=4, verbose=0)
@@ -145,7 +145,7 @@ def test_bad_options_fail_early(tiny_data, tmp_path):
 _TRAIN_SCRIPT = textwrap.dedent(
     """
     import sys
-    from unet_lib.training import train
+    from unet_lib.training.loop import train
     train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), depth=2, base_filters=4,
           batch_size=2, steps_per_epoch=int(sys.argv[4]), verbose=0)
     """
@@ -219,14 +219,14 @@ def test_resumed_run_reuses_the_stored_split(tiny_data, tmp_path):
     ],
 )
 def test_evaluation_settings_read_from_a_run_config(config, expected):
-    from unet_lib.training import evaluation_settings
+    from unet_lib.training.loop import evaluation_settings
 
     assert evaluation_settings(config) == expected
 
 
 def test_validation_set_padded_for_replicas_with_ignored_copies():
     from unet_lib import IGNORE_LABEL
-    from unet_lib.training import _even_for_replicas
+    from unet_lib.training.loop import _even_for_replicas
 
     images = [np.full((4, 4, 1), i, np.uint8) for i in range(5)]
     masks = [np.full((4, 4), i % 2, np.int32) for i in range(5)]  # mapped label maps
@@ -240,7 +240,7 @@ def test_validation_set_padded_for_replicas_with_ignored_copies():
 def test_validation_images_of_different_sizes_refused_on_several_replicas():
     """They go one per batch, which two replicas cannot split (TensorFlow's AddN error for
     [1, ...] vs [0, ...], seen with 2 images of 32² and 48² on "cpu:2"): an even count too."""
-    from unet_lib.training import _even_for_replicas
+    from unet_lib.training.loop import _even_for_replicas
 
     images = [np.zeros((32, 32, 1), np.uint8), np.zeros((48, 48, 1), np.uint8)]
     masks = [np.zeros((32, 32), np.uint8), np.zeros((48, 48), np.uint8)]

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.viz: image figures and saving (Agg backend, every figure closed).
+"""Tests for unet_lib.viz.samples: image figures and saving (Agg backend, every figure closed).
 
 Overlays and colours: test_overlay.py; curves and scores: test_charts.py.
 """
@@ -106,7 +106,7 @@ def test_save_replaces_existing_file_atomically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["fig.png"]  # failed save leaves no temp file
 
 
-@pytest.mark.parametrize("module", ["viz", "overlay", "charts", "figures"])
+@pytest.mark.parametrize("module", ["samples", "palette", "charts", "figures"])
 def test_no_tensorflow_or_keras_import(module):
     tree = ast.parse(open(Path(viz.__file__).with_name(f"{module}.py")).read())
     imported = {
@@ -120,7 +120,8 @@ def test_no_tensorflow_or_keras_import(module):
 
 def test_split_out_names_still_importable_from_viz():
     # overlay, charts and figures were split out of viz.py, which re-exports their names
-    from unet_lib import charts, figures, overlay
+    from unet_lib.viz import charts, figures
+    from unet_lib.viz import palette as overlay
 
     for module in (overlay, charts, figures):
         for name in module.__all__:

@@ -61,7 +61,7 @@ def segment_overlaps(truth_segments: np.ndarray, pred_segments: np.ndarray):
     """Contingency counts of two segmentations over the scored pixels (truth segment >= 1).
 
     The shared core of :func:`adapted_rand` and
-    :func:`unet_lib.challenge.rand_pair_counts`.
+    :func:`unet_lib.evaluation.challenge.rand_pair_counts`.
 
     Args:
         truth_segments: Non-negative integer segment ids, any shape (0 = not scored).

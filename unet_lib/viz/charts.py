@@ -3,8 +3,8 @@
 Every ``plot_*`` function returns the Matplotlib ``Figure`` (a pyplot figure: it shows in
 notebooks and with ``plt.show()``; in loops close it with ``plt.close(fig)``) and takes
 ``save=None``: a path where the figure is written atomically (see
-:func:`unet_lib.figures.save_figure`). All of them are also importable from
-:mod:`unet_lib.viz`.
+:func:`unet_lib.viz.figures.save_figure`). All of them are also importable from
+:mod:`unet_lib.viz.samples`.
 
 This module imports numpy and Matplotlib only (no TensorFlow, no Keras).
 
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from unet_lib.figures import _finish
+from unet_lib.viz.figures import _finish
 
 __all__ = ["plot_confusion_matrix", "plot_history", "plot_per_class"]
 

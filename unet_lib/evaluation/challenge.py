@@ -2,7 +2,7 @@
 
 The U-Net paper's ISBI 2012 figures (pixel error 0.0611, Rand error 0.0382) are the
 challenge's own scores, which differ from the fixed-threshold figures of
-:func:`unet_lib.evaluation.evaluate` in three ways (the challenge's evaluation page and
+:func:`unet_lib.evaluation.evaluator.evaluate` in three ways (the challenge's evaluation page and
 its Fiji code, ``trainableSegmentation.metrics``):
 
 * **Pixel error** is ``1 - F``, where ``F`` is the F-score of the *cell* pixels (truth
@@ -15,9 +15,9 @@ its Fiji code, ``trainableSegmentation.metrics``):
   test labels themselves (an oracle choice, part of the challenge's protocol).
 * **The Rand error counts pixel pairs pooled over the stack** (Fiji's ``RandError``):
   segments are the 4-connected cells of the truth and of the thresholded prediction
-  (:func:`unet_lib.randerror.cell_segments`); only pairs of true-cell pixels count, and a
-  predicted boundary pixel is in no predicted segment. :func:`unet_lib.randerror.rand_error`
-  (used by :func:`~unet_lib.evaluation.evaluate`) is the SNEMI3D form of the same score,
+  (:func:`unet_lib.evaluation.randerror.cell_segments`); only pairs of true-cell pixels count, and a
+  predicted boundary pixel is in no predicted segment. :func:`.randerror.rand_error`
+  (used by :func:`~unet_lib.evaluation.evaluator.evaluate`) is the SNEMI3D form of the same score,
   squared counts per slice, then averaged over slices.
 
 Formulas, per threshold ``t``, with ``P`` the predicted and ``T`` the true cell pixels over
@@ -44,7 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.randerror import cell_segments, segment_overlaps
+from unet_lib.evaluation.randerror import cell_segments, segment_overlaps
 
 __all__ = ["THRESHOLDS", "challenge_scores", "cell_fscore", "rand_pair_counts"]
 
@@ -148,7 +148,7 @@ def challenge_scores(
             f"{len(membrane_probabilities)} maps."
         )
     if not len(thresholds):
-        raise ValueError("give at least one threshold, e.g. unet_lib.challenge.THRESHOLDS")
+        raise ValueError("give at least one threshold, e.g. challenge.THRESHOLDS")
     truths = [np.asarray(t) for t in truths]
     probs = [_membrane_probability(p, t.shape) for p, t in zip(membrane_probabilities, truths,
                                                                  strict=True)]  # fmt: skip

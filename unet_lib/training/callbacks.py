@@ -23,7 +23,8 @@ from pathlib import Path
 
 import keras
 
-from unet_lib.fileio import save_model_atomic, write_json_atomic, write_text_atomic
+from unet_lib.fileio import write_json_atomic, write_text_atomic
+from unet_lib.model import save_model
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
@@ -113,8 +114,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.is_chief:
             return
         if improved:
-            save_model_atomic(self.model, self.run_dir / BEST_MODEL)
-        save_model_atomic(self.model, self.run_dir / LAST_MODEL)
+            save_model(self.model, self.run_dir / BEST_MODEL)
+        save_model(self.model, self.run_dir / LAST_MODEL)
         write_text_atomic(self.run_dir / HISTORY_FILE, self._history_csv())
         self.write_state(finished=False)
 

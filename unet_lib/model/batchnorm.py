@@ -81,9 +81,7 @@ class BatchNorm(keras.layers.BatchNormalization):
             return self.lean
         if keras.backend.backend() != "tensorflow":
             return False
-        import tensorflow as tf
-
-        return not tf.config.list_logical_devices("GPU")
+        return not keras.distribution.list_devices("gpu")
 
     def _lean_path(self, inputs, training, mask) -> bool:
         return bool(

@@ -20,9 +20,9 @@ Rules:
 - global batch = per-device batch x replicas.
 
 Which devices: ``device_settings(devices=...)`` or the ``UNET_DEVICES`` environment variable
-(see :mod:`unet_lib.devices`): ``"cpu:2"`` splits the CPU into two logical devices (a real
+(see :mod:`unet_lib.runtime.devices`): ``"cpu:2"`` splits the CPU into two logical devices (a real
 ``MirroredStrategy`` on one CPU, for tests), ``"gpu:0,1"`` picks GPUs, ``"cpu"`` ignores the
-GPUs. ``MultiWorkerMirroredStrategy`` (:mod:`unet_lib.workers`) must exist before
+GPUs. ``MultiWorkerMirroredStrategy`` (:mod:`unet_lib.runtime.workers`) must exist before
 TensorFlow starts, so :func:`device_settings` creates it first, once per process, when
 ``TF_CONFIG`` names a cluster.
 Non-TensorFlow Keras backends (``KERAS_BACKEND=torch`` / ``jax``) train on one device with
@@ -43,8 +43,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from unet_lib import workers
-from unet_lib.devices import DEVICES_ENV, check_one_device, select_devices
+from unet_lib.runtime import workers
+from unet_lib.runtime.devices import DEVICES_ENV, check_one_device, select_devices
 
 _PRECISIONS = {
     "auto": "auto",
@@ -286,7 +286,7 @@ def detect_devices() -> list[dict]:
 
 def device_kind_hint(devices=None) -> str:
     """``"GPU"``, ``"TPU"`` or ``"CPU"``: the kind of device training will run on, found
-    without building a strategy (for :mod:`unet_lib.configure`).
+    without building a strategy (for :mod:`unet_lib.training.plan`).
 
     Args:
         devices: as for :func:`device_settings` (``None``: ``UNET_DEVICES``, else detect).
@@ -360,7 +360,7 @@ def device_settings(
 
     Args:
         devices: ``None`` to use ``UNET_DEVICES`` from the environment, or else detect; a
-            choice for :func:`unet_lib.devices.select_devices` (``"cpu:2"``, ``"gpu:0,1"``,
+            choice for :func:`unet_lib.runtime.devices.select_devices` (``"cpu:2"``, ``"gpu:0,1"``,
             ...); or a list of device dicts as for :func:`decide_settings` whose names are
             real devices.
         per_device_batch_size, precision, jit_compile: as for :func:`decide_settings`.

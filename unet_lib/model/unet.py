@@ -28,7 +28,7 @@ import math
 import keras
 from keras import layers
 
-from unet_lib.batchnorm import BatchNorm
+from unet_lib.model.batchnorm import BatchNorm
 
 UPSAMPLING_MODES = ("transpose", "bilinear")
 PADDING_MODES = ("same", "valid")
@@ -127,7 +127,7 @@ def _check_spatial_size(size, depth: int, padding: str, convs_per_level: int, ax
         if size % 2**depth:
             raise ValueError(
                 f"input {axis} {size} does not divide by 2**depth = {2**depth}: pad the "
-                f"image to {padded_size(size, depth)} (unet_lib.model.padded_size), "
+                f"image to {padded_size(size, depth)} (unet_lib.model.unet.padded_size), "
                 f"or lower depth."
             )
     else:

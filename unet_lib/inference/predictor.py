@@ -15,7 +15,7 @@ array, and since the tiles form a grid and the windows are separable (``w(y, x) 
 the weight sum is the outer product of two 1-D sums, so normalisation needs no ``(H, W)``
 buffer. Only ``keras``, ``numpy`` and ``cv2`` are imported, so this runs on every backend.
 
-Speed (``precision``, see :mod:`unet_lib.inference_model`): the model runs as an inference copy
+Speed (``precision``, see :mod:`unet_lib.inference.engine`): the model runs as an inference copy
 with batch norm folded into the convolutions, compiled (``predict_on_batch``, a ``tf.function``
 on TensorFlow); ``precision="auto"`` or ``"bfloat16"`` also computes in bfloat16 on CPUs with
 AVX-512 BF16 / AMX units (about 2x float32 there, >= 99.9 % of the float32 labels on a trained
@@ -37,7 +37,7 @@ import keras
 import numpy as np
 
 from unet_lib.fileio import atomic_path
-from unet_lib.inference_model import PRECISIONS, Runner, runner
+from unet_lib.inference.engine import PRECISIONS, Runner, runner
 
 BLEND_MODES = ("gaussian", "linear")
 _MIN_WEIGHT = 1e-6  # window floor: every pixel a tile covers gets a positive weight
@@ -522,7 +522,7 @@ def predict(
         precision: ``"float32"`` (the default: probabilities as the model computes them),
             ``"bfloat16"`` (the model is copied under a ``mixed_bfloat16`` policy with a
             float32 head) or ``"auto"`` (bfloat16 on a CPU with AVX-512 BF16 / AMX running
-            TensorFlow, else float32; see :mod:`unet_lib.inference_model`). Either way batch
+            TensorFlow, else float32; see :mod:`unet_lib.inference.engine`). Either way batch
             norm is folded into the convolutions and, on TensorFlow, the model runs compiled.
             On a 2-core AVX-512 BF16 CPU bfloat16 predicts about 2x faster and keeps >= 99.9 %
             of the float32 labels of a trained U-Net (``benchmarks/README.md``).

@@ -5,7 +5,7 @@ colour-blind friendly Okabe-Ito palette); :func:`overlay` draws a label map over
 tinted or outlined. Inputs follow the tensor conventions of ARCHITECTURE.md: images
 ``(H, W, C)`` float in ``[0, 1]`` (``(H, W)`` grey and ``uint8`` also accepted), label maps
 ``(H, W)`` or ``(H, W, 1)`` integers ``0 .. K-1`` with ignored pixels ``-1`` (every negative
-value is drawn as ignored). The figures of :mod:`unet_lib.viz` are built from these.
+value is drawn as ignored). The figures of :mod:`unet_lib.viz.samples` are built from these.
 
 This module imports numpy and OpenCV only (no Matplotlib, no TensorFlow, no Keras).
 

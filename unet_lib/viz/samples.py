@@ -13,9 +13,9 @@ as ignored). Colours come from :func:`label_colors` (Okabe-Ito, colour-blind fri
 
 The image figures (``plot_samples``, ``plot_augmentations``, ``plot_prediction``) are
 defined here; the rest lives in its own module and is re-exported, so every name stays
-importable from ``unet_lib.viz``: colours and overlays in :mod:`unet_lib.overlay`, curves and
+importable from ``unet_lib.viz``: colours and overlays in :mod:`.palette`, curves and
 scores (``plot_history``, ``plot_per_class``, ``plot_confusion_matrix``) in
-:mod:`unet_lib.charts`, and :func:`save_figure` in :mod:`unet_lib.figures`.
+:mod:`unet_lib.viz.charts`, and :func:`save_figure` in :mod:`unet_lib.viz.figures`.
 
 This module and the ones it uses import numpy, OpenCV and Matplotlib only (no TensorFlow, no
 Keras).
@@ -32,9 +32,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-from unet_lib.charts import plot_confusion_matrix, plot_history, plot_per_class
-from unet_lib.figures import SAVE_DPI, _finish, save_figure
-from unet_lib.overlay import (
+from unet_lib.viz.charts import plot_confusion_matrix, plot_history, plot_per_class
+from unet_lib.viz.figures import SAVE_DPI, _finish, save_figure
+from unet_lib.viz.palette import (
     _OVERLAY_MODES,
     IGNORE_COLOR,
     _check_alpha,
@@ -47,7 +47,7 @@ from unet_lib.overlay import (
     label_colors,
     overlay,
 )
-from unet_lib.overlay import TRUTH_OUTLINE_COLOR as TRUTH_OUTLINE_COLOR
+from unet_lib.viz.palette import TRUTH_OUTLINE_COLOR as TRUTH_OUTLINE_COLOR
 
 __all__ = [
     "IGNORE_COLOR",

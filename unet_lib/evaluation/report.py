@@ -1,6 +1,6 @@
 """Evaluation results as JSON and text: NaN-safe JSON, a per-image table, a report.
 
-These functions read the result dict of :func:`unet_lib.evaluation.evaluate` (or that dict
+These functions read the result dict of :func:`unet_lib.evaluation.evaluator.evaluate` (or that dict
 read back from JSON, where undefined scores are ``null``); :func:`save_json` writes it with
 NaN as ``null``. NumPy only (no Keras).
 

@@ -7,7 +7,7 @@ Commands:
   exit 1.
 * ``generate [--out DIR] [--kind binary|multiclass] [--num-images N] [--size S] [--seed S]
   [--overwrite]`` - write the built-in synthetic dataset.
-* ``train``, ``evaluate``, ``predict``, ``demo`` - the workflow (:mod:`unet_lib.cli_workflow`).
+* ``train``, ``evaluate``, ``predict``, ``demo`` - the workflow (:mod:`unet_lib.cli.workflow`).
 
 Each command is a pair ``add(subparsers)`` / ``run(args) -> int`` registered in
 :data:`COMMANDS`. Errors print one line (no traceback unless ``--traceback``) and exit 1.
@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from unet_lib.cli_workflow import COMMANDS as WORKFLOW_COMMANDS
+from unet_lib.cli.workflow import COMMANDS as WORKFLOW_COMMANDS
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

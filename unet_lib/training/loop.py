@@ -7,7 +7,7 @@ rebuild, resume and evaluate:
 * ``config.json``  the resolved configuration (model, data, split, loss, schedule, device
   settings), enough to rebuild the model and the pipeline;
 * ``history.csv``, ``best.keras`` (best validation Dice), ``last.keras``, ``state.json``
-  (see :mod:`unet_lib.callbacks`).
+  (see :mod:`unet_lib.training.callbacks`).
 
 Rerunning the same call on the same folder after a crash or Ctrl-C resumes after the last
 finished epoch; on a finished run it returns the stored result without training.
@@ -25,12 +25,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from unet_lib import IGNORE_LABEL, losses, metrics, runtime, workers
-from unet_lib import callbacks as run_callbacks
+from unet_lib import IGNORE_LABEL, losses, metrics, runtime
 from unet_lib.data import folder, pipeline
 from unet_lib.data.augment import AugmentConfig
 from unet_lib.fileio import write_json_atomic
-from unet_lib.model import build_unet
+from unet_lib.model.unet import build_unet
+from unet_lib.runtime import workers
+from unet_lib.training import callbacks as run_callbacks
 
 CONFIG_FILE = "config.json"
 LOSSES = ("dice_ce", "dice", "ce", "focal", "tversky")
@@ -85,7 +86,7 @@ class TrainConfig:
     precision: str = "auto"
     jit_compile: str | bool = "auto"
     devices: dict = field(default_factory=dict)
-    # self-configuration (unet_lib.configure): derive every option not given explicitly
+    # self-configuration (unet_lib.training.plan): derive every option not given explicitly
     auto_configure: bool = True
     eval_tta: bool | str = "auto"  # "auto": TTA at evaluation if it helps on validation
     eval_threshold: float | str = "auto"  # binary decision threshold; "auto": best on val
@@ -174,7 +175,7 @@ def train(
         callbacks: Extra Keras callbacks, run after the library's own.
         devices: Which devices to train on (default: ``UNET_DEVICES`` from the environment,
             else every GPU, else the CPU): ``"cpu:2"``, ``"gpu:0,1"``, ... (see
-            :func:`unet_lib.devices.select_devices`). Several devices train with
+            :func:`unet_lib.runtime.devices.select_devices`). Several devices train with
             ``MirroredStrategy``; ``TF_CONFIG`` naming a cluster trains with
             ``MultiWorkerMirroredStrategy`` (every worker runs the same call on the same,
             shared run folder; only the chief writes it). ``batch_size`` is per replica.
@@ -343,7 +344,7 @@ def train(
 
 def _apply_plan(config: TrainConfig, dataset, explicit: set, devices, verbose: int) -> None:
     """Fills every option the caller did not give from :func:`configure.plan_training`."""
-    from unet_lib import configure
+    from unet_lib.training import plan as configure
 
     fp = configure.fingerprint(dataset)
     kind = runtime.device_kind_hint(devices)
@@ -404,7 +405,7 @@ def _choose_evaluation(config: TrainConfig, run_dir: Path, dataset, verbose: int
     (8 flips / rotations); the choice with the higher pooled foreground Dice wins, and for
     binary models the threshold in 0.30, 0.35, ..., 0.70 that maximises it."""
     from unet_lib.data import load_dataset
-    from unet_lib.inference import predict_probabilities
+    from unet_lib.inference.predictor import predict_probabilities
 
     model = keras.saving.load_model(run_dir / run_callbacks.BEST_MODEL, safe_mode=True)
     if config.val_data:

@@ -140,8 +140,8 @@ def train_options(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from unet_lib.evaluation import format_report
-    from unet_lib.training import train
+    from unet_lib.evaluation.evaluator import format_report
+    from unet_lib.training.loop import train
 
     result = train(
         args.data,
@@ -167,8 +167,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_run(result) -> dict:
-    from unet_lib.evaluation import evaluate, save_json
-    from unet_lib.training import evaluation_settings
+    from unet_lib.evaluation.evaluator import evaluate, save_json
+    from unet_lib.training.loop import evaluation_settings
 
     tta, threshold = evaluation_settings(result.config.to_dict())
     report = evaluate(
@@ -224,7 +224,7 @@ def _add_tta_and_threshold(p: argparse.ArgumentParser) -> None:
 
 def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, float]:
     """``--tta`` / ``--threshold``, else the choices recorded in the model's run folder."""
-    from unet_lib.training import evaluation_settings
+    from unet_lib.training.loop import evaluation_settings
 
     run = _run_config(args.model)
     run_tta, run_threshold = evaluation_settings(run)
@@ -237,7 +237,7 @@ def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, fl
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from unet_lib.evaluation import evaluate, evaluate_folder, format_report, save_json
+    from unet_lib.evaluation.evaluator import evaluate, evaluate_folder, format_report, save_json
 
     if args.model:
         tta, threshold = _tta_and_threshold(args, "evaluate")
@@ -279,7 +279,7 @@ def add_predict(sub) -> argparse.ArgumentParser:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from unet_lib.inference import predict_folder
+    from unet_lib.inference.predictor import predict_folder
 
     tta, threshold = _tta_and_threshold(args, "predict")
     model = load_model(args.model)
@@ -314,8 +314,8 @@ def add_demo(sub) -> argparse.ArgumentParser:
 def run_demo(args: argparse.Namespace) -> int:
     from unet_lib import viz
     from unet_lib.data.synthetic import ensure_default_dataset
-    from unet_lib.evaluation import format_report
-    from unet_lib.training import train
+    from unet_lib.evaluation.evaluator import format_report
+    from unet_lib.training.loop import train
 
     data = ensure_default_dataset("binary")
     print(f"demo: data in {data}")
@@ -336,7 +336,7 @@ def run_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- helpers
 def load_model(path: str):
     """Load a ``.keras`` model with ``safe_mode=True``, with one clear error line."""
-    from unet_lib.fileio import load_model as load
+    from unet_lib.model import load_model as load
 
     return load(path)
 

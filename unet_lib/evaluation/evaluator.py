@@ -8,7 +8,7 @@ compared on equal terms (like nnU-Net's ``evaluate_folder``):
 * :func:`evaluate_folder` (= ``evaluate(None, data, predictions=DIR)``) reads predicted masks
   saved in the dataset's own grey encoding (``dataset.json``) and scores them the same way.
 
-Reported (scored by :mod:`unet_lib.scoring`; Dice and IoU come from :mod:`unet_lib.metrics`):
+Reported (scored by :mod:`.scoring`; Dice and IoU come from :mod:`unet_lib.metrics`):
 
 * ``per_class``: dataset-level Dice, IoU, precision and recall of every class, from
   confusion counts pooled over all images (``Dice = 2 tp / (2 tp + fp + fn)``,
@@ -18,13 +18,13 @@ Reported (scored by :mod:`unet_lib.scoring`; Dice and IoU come from :mod:`unet_l
 * ``pixel_accuracy = sum_k tp_k / labelled pixels`` and ``pixel_error = 1 - pixel_accuracy``.
 * ``per_image``: each image's per-class Dice / IoU, its foreground means and pixel accuracy.
 * ``rand_error`` (binary data only): the ISBI 2012 foreground-restricted Rand error, averaged
-  over images (see :func:`adapted_rand`, in :mod:`unet_lib.randerror`).
+  over images (see :func:`adapted_rand`, in :mod:`unet_lib.evaluation.randerror`).
 
 Ignored truth pixels (``IGNORE_LABEL``) count nowhere: not in any count, not in the pixel
 accuracy and not in the Rand error (the prediction there is never looked at). Empty rule: a
 score whose denominator is 0 (a class absent from truth and prediction) is ``NaN`` and left
 out of every mean; :func:`save_json` writes it as ``null`` (JSON and text reports are in
-:mod:`unet_lib.report`). Every name of those modules stays importable from here.
+:mod:`unet_lib.evaluation.report`). Every name of those modules stays importable from here.
 
 Example:
     >>> result = evaluate(model, "data/generated/binary_v1")  # doctest: +SKIP
@@ -49,10 +49,10 @@ from unet_lib.data.folder import (
     load_dataset,
     read_mask,
 )
-from unet_lib.randerror import adapted_rand, cell_segments, rand_error
-from unet_lib.report import format_report, per_image_table, save_json, to_jsonable
-from unet_lib.scoring import BACKGROUND as BACKGROUND  # re-exported, as before the split
-from unet_lib.scoring import _Scorer, foreground_classes, score_label_maps
+from unet_lib.evaluation.randerror import adapted_rand, cell_segments, rand_error
+from unet_lib.evaluation.report import format_report, per_image_table, save_json, to_jsonable
+from unet_lib.evaluation.scoring import BACKGROUND as BACKGROUND  # re-exported, as before the split
+from unet_lib.evaluation.scoring import _Scorer, foreground_classes, score_label_maps
 
 __all__ = [
     "adapted_rand",
@@ -201,7 +201,7 @@ def _mapping_predictions(predictions: Mapping, dataset: LoadedDataset):
 
 
 def _model_predictions(model, dataset: LoadedDataset, batch_size: int, **predict_kwargs):
-    from unet_lib.inference import predict_batch
+    from unet_lib.inference.predictor import predict_batch
 
     for i in range(0, len(dataset), batch_size):  # equal-sized whole images share model calls
         images = dataset.images[i : i + batch_size]
@@ -250,7 +250,7 @@ def evaluate(
 ) -> dict:
     """Score a model, or given predictions, on a dataset: Dice, IoU, accuracy, Rand error.
 
-    Each image is predicted with :func:`unet_lib.inference.predict` (``tile_size``,
+    Each image is predicted with :func:`unet_lib.inference.predictor.predict` (``tile_size``,
     ``overlap``, ``tta``, ``threshold`` and ``batch_size`` are passed on). With
     ``model=None``, ``predictions`` is scored instead: a folder of masks in the dataset's grey
     encoding (see :func:`evaluate_folder`) or a dict ``stem -> (H, W)`` label map.

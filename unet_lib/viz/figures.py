@@ -1,6 +1,6 @@
 """Saving figures atomically: the plumbing shared by the plot modules.
 
-Every ``plot_*`` function of :mod:`unet_lib.viz` and :mod:`unet_lib.charts` takes
+Every ``plot_*`` function of :mod:`unet_lib.viz.samples` and :mod:`unet_lib.viz.charts` takes
 ``save=None``: a path where the figure is written atomically with :func:`save_figure`
 (through :func:`unet_lib.fileio.atomic_path`: a temporary file in the same folder, then
 ``os.replace``) at ``SAVE_DPI`` dots per inch; the format follows the suffix. Matplotlib

@@ -1,4 +1,4 @@
-"""The model that :mod:`unet_lib.inference` runs: batch norm folded, bfloat16, compiled.
+"""The model that :mod:`unet_lib.inference.predictor` runs: batch norm folded, bfloat16, compiled.
 
 Prediction does not need the training graph, so :func:`inference_copy` makes a copy of a
 functional (or Sequential) Keras model for inference only:
@@ -17,7 +17,7 @@ functional (or Sequential) Keras model for inference only:
   ``tf.function`` graph (Grappler / oneDNN fusions), instead of op-by-op eager calls.
 
 :func:`runner` caches the copy per model and precision, and copies the weights again when the
-model's weights changed since (checked once per :func:`~unet_lib.inference.predict` call).
+model's weights changed since (checked once per :func:`~unet_lib.inference.predictor.predict` call).
 
 ``precision="auto"`` (:func:`resolve_precision`) picks bfloat16 on a CPU with AVX-512 BF16 or
 AMX (``avx512_bf16`` / ``amx_bf16`` in ``/proc/cpuinfo``) when TensorFlow runs the model on
@@ -56,9 +56,9 @@ def default_precision() -> tuple[str, str]:
 
     if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
         return "float32", "an accelerator runs the model: float32 (bfloat16 not measured there)"
-    from unet_lib.runtime import read_cpu_flags
+    from unet_lib import runtime
 
-    flags = read_cpu_flags() & {"avx512_bf16", "amx_bf16"}
+    flags = runtime.read_cpu_flags() & {"avx512_bf16", "amx_bf16"}
     if flags:
         return "bfloat16", f"CPU with {', '.join(sorted(flags))}: bfloat16 (about 2x float32)"
     return "float32", "CPU without AVX-512 BF16 / AMX: float32 (bfloat16 would be emulated)"

@@ -1,7 +1,7 @@
 """Which devices to train on: ``"cpu:2"``, ``"gpu:0,1"``, ... -> TensorFlow devices.
 
 A choice comes from ``unet_lib.train(devices=...)``, ``--devices`` or the ``UNET_DEVICES``
-environment variable; :func:`unet_lib.runtime.device_settings` turns the devices into a
+environment variable; :func:`unet_lib.runtime.settings.device_settings` turns the devices into a
 strategy. ``"cpu:N"`` splits the CPU into N logical devices, which gives a real
 ``MirroredStrategy`` on one CPU (how the distributed tests run here).
 
@@ -96,7 +96,7 @@ def select_devices(spec) -> list[dict] | None:
             {"device_type": "CPU", "name": d.name}
             for d in tf.config.list_logical_devices("CPU")[:count]
         ]
-    from unet_lib.runtime import detect_devices
+    from unet_lib.runtime.settings import detect_devices
 
     gpus = [d for d in detect_devices() if d["device_type"] == "GPU"]
     if not gpus:

@@ -1,10 +1,10 @@
 """Scoring label maps: per-class Dice, IoU, precision, recall, pixel accuracy, Rand error.
 
-The function behind :func:`unet_lib.evaluation.evaluate`: :func:`score_label_maps` takes
+The function behind :func:`unet_lib.evaluation.evaluator.evaluate`: :func:`score_label_maps` takes
 truth and predicted label maps and returns the result dict (without ``"settings"``).
 Confusion counts come from :func:`unet_lib.metrics.confusion_counts` per image; Dice and
 IoU from :mod:`unet_lib.metrics`; the Rand error (binary data only) from
-:func:`unet_lib.randerror.rand_error`. Pooled (dataset-level) scores sum the counts over all
+:func:`.randerror.rand_error`. Pooled (dataset-level) scores sum the counts over all
 images; per-image scores are kept beside them.
 
 Ignored truth pixels (``IGNORE_LABEL``) count nowhere. Empty rule: a score whose
@@ -25,9 +25,9 @@ import numpy as np
 from keras import ops
 
 from unet_lib import IGNORE_LABEL
+from unet_lib.evaluation.randerror import rand_error
+from unet_lib.evaluation.report import _NAN, _num
 from unet_lib.metrics import confusion_counts, dice_from_counts, iou_from_counts
-from unet_lib.randerror import rand_error
-from unet_lib.report import _NAN, _num
 
 __all__ = ["foreground_classes", "score_label_maps"]
 

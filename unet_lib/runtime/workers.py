@@ -1,7 +1,7 @@
 """Several workers (``MultiWorkerMirroredStrategy``): the strategy, agreement and sharding.
 
 Every worker runs the same :func:`unet_lib.train` call with its own ``TF_CONFIG``; only the
-chief (:func:`unet_lib.runtime.is_chief`) writes the run folder. What the workers must do
+chief (:func:`unet_lib.runtime.settings.is_chief`) writes the run folder. What the workers must do
 together lives here: create the strategy once, before TensorFlow starts; check that they
 all start from the same state; wait for one another; shard the input by data.
 """

@@ -6,7 +6,7 @@ network size, loss, schedule and validation split instead of asking the user. He
 
 * :func:`fingerprint` summarises a loaded dataset (a :class:`DatasetFingerprint`);
 * :func:`plan_training` turns a fingerprint, the device kind and the time budget into
-  :class:`unet_lib.training.TrainConfig` values, each with the reason it was chosen;
+  :class:`unet_lib.training.loop.TrainConfig` values, each with the reason it was chosen;
 * :func:`unet_lib.train` applies the plan to every option the caller did not give
   (``auto_configure=True``, the default) and records the fingerprint, the plan and the
   reasons in the run's ``config.json``.
@@ -87,7 +87,7 @@ class DatasetFingerprint:
 
 @dataclass
 class TrainingPlan:
-    """Derived :class:`~unet_lib.training.TrainConfig` values and why each was chosen."""
+    """Derived :class:`~unet_lib.training.loop.TrainConfig` values and why each was chosen."""
 
     options: dict = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -300,7 +300,7 @@ def plan_training(
     if time_budget_minutes is not None and not gpu and bf16_cpu:
         plan.choose("precision", "bfloat16", "time budget on a BF16 CPU: 1.5x the steps")
     else:
-        plan.choose("precision", "auto", "the device default (unet_lib.runtime)")
+        plan.choose("precision", "auto", "the device default (unet_lib.runtime.settings)")
     return plan
 
 

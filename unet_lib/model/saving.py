@@ -1,0 +1,56 @@
+"""Saving and loading models: ``.keras`` files only, written atomically, read with safe_mode.
+
+Loading imports the library's layers, losses and metrics first, so their registered names
+(``unet_lib>BatchNorm``, ``unet_lib>DiceCELoss``, ...) resolve without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from unet_lib.fileio import atomic_path
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Save a Keras model to a ``.keras`` file atomically."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"models are saved as .keras files only, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = True):
+    """Load a ``.keras`` model saved by this library, with ``safe_mode=True``.
+
+    The package imports its submodules lazily, so ``keras.saving.load_model`` right after
+    ``import unet_lib`` would not yet know the registered losses, metrics and layers
+    (``Could not locate class 'DiceCELoss'`` / ``'BatchNorm'``); this imports them first.
+
+    Args:
+        path: The ``.keras`` file.
+        compile: Also restore the loss, metrics and optimizer (``False``: inference only).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a ``.keras`` file, or not a readable Keras model.
+
+    Example:
+        >>> model = load_model("runs/demo/best.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    from unet_lib import losses, metrics  # noqa: F401 - registers them
+    from unet_lib.model import batchnorm  # noqa: F401 - registers BatchNorm
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no model file at {file}")
+    if file.suffix != ".keras":
+        raise ValueError(f"{file} is not a .keras model file")
+    try:
+        return keras.saving.load_model(file, safe_mode=True, compile=compile)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for bad files
+        raise ValueError(f"{file} is not a readable Keras model ({error})") from error
