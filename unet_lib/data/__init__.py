@@ -24,6 +24,7 @@ from unet_lib.data.labels import (
     infer_label_mapping,
     load_label_mapping,
 )
+from unet_lib.data.padding import pad_to_multiple_np, reflect_indices, unpad_np
 from unet_lib.data.splits import split_dataset
 from unet_lib.data.synthetic import (
     default_data_dir,
@@ -70,5 +71,8 @@ __all__ = [
     "default_data_dir",
     "ensure_default_dataset",
     "make_synthetic_dataset",
+    "pad_to_multiple_np",
+    "reflect_indices",
+    "unpad_np",
     *_LAZY,
 ]

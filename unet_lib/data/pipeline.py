@@ -40,6 +40,7 @@ from unet_lib.data.augment import (
     as_seed,
     device_augment_fn,
 )
+from unet_lib.data.padding import as_pair, pad_to_multiple_np, unpad_np
 
 __all__ = [
     "make_dataset",
@@ -52,65 +53,6 @@ __all__ = [
 
 _AUTOTUNE = tf.data.AUTOTUNE
 _TENSOR_SOURCE_LIMIT = 1 << 30  # bytes: larger equal-size data is fed from a generator
-
-
-def _pair(value, name) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _padding(size, multiple):
-    """``(before, after)`` that bring ``size`` up to a multiple, split evenly."""
-    total = (-size) % multiple
-    return total // 2, total - total // 2
-
-
-def pad_to_multiple_np(array: np.ndarray, multiple, mode: str = "reflect", constant_value=0):
-    """Pads the spatial axes of a NumPy array up to a multiple of ``multiple``.
-
-    Spatial axes are ``(0, 1)`` for ``(H, W)`` / ``(H, W, C)`` arrays and ``(1, 2)`` for
-    batches ``(B, H, W, C)``. The padding is split evenly (the extra pixel goes after).
-
-    Args:
-        array: the array to pad.
-        multiple: an int (e.g. ``2**depth``) or ``(my, mx)``.
-        mode: ``"reflect"`` (mirror without repeating the edge, like ``cv2.BORDER_REFLECT_101``),
-            ``"edge"`` or ``"constant"`` (with ``constant_value``; ``IGNORE_LABEL`` for masks).
-
-    Returns:
-        ``(padded, (top, left, height, width))``; the box crops the original back out
-        (:func:`unpad_np`).
-
-    Example:
-        >>> padded, box = pad_to_multiple_np(np.zeros((360, 480, 1)), 16)
-        >>> padded.shape, box
-        ((368, 480, 1), (4, 0, 360, 480))
-    """
-    my, mx = _pair(multiple, "multiple")
-    array = np.asarray(array)
-    axis = 1 if array.ndim == 4 else 0
-    h, w = array.shape[axis], array.shape[axis + 1]
-    (top, bottom), (left, right) = _padding(h, my), _padding(w, mx)
-    widths = [(0, 0)] * array.ndim
-    widths[axis], widths[axis + 1] = (top, bottom), (left, right)
-    if mode == "constant":
-        padded = np.pad(array, widths, mode="constant", constant_values=constant_value)
-    elif mode in ("reflect", "edge"):
-        padded = np.pad(array, widths, mode=mode)
-    else:
-        raise ValueError(f"mode must be 'reflect', 'edge' or 'constant', got {mode!r}")
-    return padded, (top, left, h, w)
-
-
-def unpad_np(array: np.ndarray, box) -> np.ndarray:
-    """Crops ``box = (top, left, height, width)`` from the spatial axes (as in
-    :func:`pad_to_multiple_np`), e.g. a prediction made on a padded image."""
-    top, left, h, w = box
-    if np.ndim(array) == 4:
-        return array[:, top : top + h, left : left + w]
-    return array[top : top + h, left : left + w]
 
 
 def pad_to_multiple(x, multiple, mode: str = "reflect", constant_value=0):
@@ -132,7 +74,7 @@ def pad_to_multiple(x, multiple, mode: str = "reflect", constant_value=0):
         raise ValueError(f"mode must be 'reflect' or 'constant', got {mode!r}")
     x = tf.convert_to_tensor(x)
     axis = 1 if x.shape.rank == 4 else 0
-    for offset, m in enumerate(_pair(multiple, "multiple")):
+    for offset, m in enumerate(as_pair(multiple, "multiple")):
         ax = axis + offset
         size = tf.shape(x)[ax]
         before = ((-size) % m) // 2
@@ -206,7 +148,7 @@ def _as_weights(sample_weights, masks):
 
 def _output_sizes(sizes, patch, pad_multiple) -> set[tuple[int, int]]:
     """The distinct ``(h, w)`` of the elements (source ``sizes``) after patching and padding."""
-    multiple = _pair(pad_multiple or 1, "pad_multiple")
+    multiple = as_pair(pad_multiple or 1, "pad_multiple")
     sizes = {patch} if patch is not None else set(sizes)
     return {tuple(-(-s // m) * m for s, m in zip(size, multiple, strict=True)) for size in sizes}
 
@@ -332,7 +274,7 @@ def make_dataset(
         raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}")
     if augment is not None and not isinstance(augment, AugmentConfig):
         raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment)}")
-    patch = None if patch_size is None else _pair(patch_size, "patch_size")
+    patch = None if patch_size is None else as_pair(patch_size, "patch_size")
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
     if foreground_fraction > 0 and patch is None:

@@ -36,6 +36,7 @@ import cv2
 import keras
 import numpy as np
 
+from unet_lib.data import reflect_indices
 from unet_lib.fileio import atomic_path
 from unet_lib.inference.engine import PRECISIONS, Runner, runner
 
@@ -255,14 +256,6 @@ def _input_size(geom: _Geometry, out_needed: int) -> int:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    """Mirror indices into ``0..n-1`` (reflect without repeating the edge, like np.pad)."""
-    if n == 1:
-        return np.zeros_like(index)
-    index = np.abs(index) % (2 * n - 2)
-    return np.where(index >= n, 2 * n - 2 - index, index)
-
-
 def _read(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``image[..., rows, cols, :]`` as float32 (8/16-bit scaled to [0, 1]); tile-sized only."""
     tile = image[..., rows[:, None], cols[None, :], :]  # (..., rows, cols, C)
@@ -356,8 +349,8 @@ def _predict_whole(model, run, geom, images, transforms, batch_size, from_logits
         for t in transforms:
             x = t.apply(group)
             h, w = x.shape[1:3]
-            rows = _reflect(np.arange(_input_size(geom, h)) - geom.margin, h)
-            cols = _reflect(np.arange(_input_size(geom, w)) - geom.margin, w)
+            rows = reflect_indices(np.arange(_input_size(geom, h)) - geom.margin, h)
+            cols = reflect_indices(np.arange(_input_size(geom, w)) - geom.margin, w)
             y = t.invert(_run(model, run, _read(x, rows, cols), from_logits)[:, :h, :w])
             total = y.copy() if total is None else total + y
         total /= np.float32(len(transforms))
@@ -417,8 +410,8 @@ def _predict_tiled(
             [
                 _read(
                     image,
-                    _reflect(np.arange(iy) + y - geom.margin, h),
-                    _reflect(np.arange(ix) + x - geom.margin, w),
+                    reflect_indices(np.arange(iy) + y - geom.margin, h),
+                    reflect_indices(np.arange(ix) + x - geom.margin, w),
                 )
                 for y, x in chunk
             ]
