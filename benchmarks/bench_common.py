@@ -220,13 +220,14 @@ def matmul_peak(dtype: str = "float32", n: int = 4096, reps: int = 5) -> float:
 
 # ----------------------------------------------------------------------------- workers
 def run_worker(name: str, spec: dict, *, timeout: float = 600) -> dict:
-    """Runs ``run.py --worker name --spec JSON`` in a fresh Python; returns its JSON result.
+    """Runs ``python -m benchmarks.run --worker NAME --spec JSON`` in a fresh Python; returns its
+    JSON result.
 
     Fresh processes are needed where a setting is fixed at TensorFlow's start (threads) and
     for clean memory peaks. Raises ``RuntimeError`` with the tail of its output on failure.
     """
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, str(HERE / "run.py"), "--worker", name, "--spec", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.run", "--worker", name, "--spec", json.dumps(spec)]
     proc = subprocess.run(
         cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT)
     )

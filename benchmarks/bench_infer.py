@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import MiB, emit, interleaved, median, memory_status, reset_peak_rss
-from flops import count_flops
+
+from benchmarks.bench_common import MiB, emit, interleaved, median, memory_status, reset_peak_rss
+from benchmarks.flops import count_flops
 
 # 512² tiles, the library's default tile batch (4): 2 per call measured 20 % slower at 1024²
 TILED = {"tile_size": 512, "overlap": 0.0625, "batch_size": 4}
@@ -33,7 +34,7 @@ def reference_model_path() -> Path:
 
     import unet_lib
     from unet_lib import save_model
-    from unet_lib.data.synthetic import default_data_dir
+    from unet_lib.data import default_data_dir
 
     path = default_data_dir("binary").parent / f"bench_unet_f32_e{REFERENCE_EPOCHS}.keras"
     if not path.is_file():
@@ -53,9 +54,8 @@ def small_model_path(base_filters: int = 8) -> Path:
     activations, whatever the weights. Saved once beside the built-in data (git-ignored)."""
     import keras
 
-    from unet_lib import save_model
-    from unet_lib.data.synthetic import default_data_dir
-    from unet_lib.model.unet import build_unet
+    from unet_lib import build_unet, save_model
+    from unet_lib.data import default_data_dir
 
     path = default_data_dir("binary").parent / f"bench_unet_f{base_filters}_untrained.keras"
     if not path.is_file():
@@ -102,7 +102,7 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
     ``with_float32=False`` leaves out ``unet_lib.predict`` in float32 (a figure, no target).
     """
     import unet_lib
-    from unet_lib.inference.predictor import predict
+    from unet_lib import predict
 
     gflop_mpix = forward_gflop_per_mpix(model)
     rows = report.table(
@@ -132,7 +132,7 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
         if not with_float32:
             del functions["f32"]
         times = interleaved(functions, rounds)
-        precision = unet_lib.inference.engine.resolve_precision("auto")
+        precision = unet_lib.inference.resolve_precision("auto")
         base = median(times["plain"])
         mpix = size * size / 1e6
         labels = {
@@ -164,8 +164,7 @@ def speed(model, sizes, *, rounds: int, report, peak32: float, with_float32=True
 
 def memory_worker(spec: dict) -> None:
     """Fresh-process memory run: load the model, warm up, reset the peak, predict one size."""
-    from unet_lib import load_model
-    from unet_lib.inference.predictor import predict
+    from unet_lib import load_model, predict
 
     size, tiled = int(spec["size"]), bool(spec["tiled"])
     model = load_model(spec["model"], compile=False)

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import (
+
+from benchmarks.bench_common import (
     ROOT,
     cpu_seconds,
     emit,
@@ -48,7 +49,7 @@ def builtin_data() -> Path:
 
 def synthetic_data(size: int, num_images: int = 24) -> Path:
     """A built-in-style dataset of ``size`` x ``size`` images (generated once, git-ignored)."""
-    from unet_lib.data.synthetic import default_data_dir, make_synthetic_dataset
+    from unet_lib.data import default_data_dir, make_synthetic_dataset
 
     path = default_data_dir("binary").parent / f"bench_binary_{size}_{num_images}"
     if not (path / "dataset.json").is_file():
@@ -230,7 +231,7 @@ def interleaved_ways(
     policy = policy_of(precision)
     x, y = batch_of(data, batch_size)
     models = {}
-    from unet_lib.runtime.settings import read_cpu_flags
+    from unet_lib.runtime import read_cpu_flags
 
     bf16 = bool(read_cpu_flags() & {"avx512_bf16", "amx_bf16"})
     ways = [("mem", policy), ("mem_f32", "float32"), ("plain", "float32")]

@@ -21,10 +21,10 @@ run as TF32 on these GPUs by default on both backends (cuDNN ``allow_tf32`` in P
 default matmul precision in JAX), so float32 is compared with the TF32 peak.
 
 Usage:
-    KERAS_BACKEND=jax python benchmarks/gpu_bench.py --precision mixed_bfloat16 \\
+    KERAS_BACKEND=jax python -m benchmarks.gpu_bench --precision mixed_bfloat16 \\
         --append results.jsonl
-    python benchmarks/gpu_bench.py --report results.jsonl --json gpu_results.json
-    KERAS_BACKEND=torch python benchmarks/gpu_bench.py --cpu      # a few small steps
+    python -m benchmarks.gpu_bench --report results.jsonl --json gpu_results.json
+    KERAS_BACKEND=torch python -m benchmarks.gpu_bench --cpu      # a few small steps
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def measure(args) -> dict:
     import keras
     import numpy as np
 
+    from unet_lib import build_unet
     from unet_lib.losses import DiceCELoss
-    from unet_lib.model.unet import build_unet
 
     backend = keras.backend.backend()
     keras.mixed_precision.set_global_policy(args.precision)

@@ -22,9 +22,9 @@ or at its wall-clock deadline, whichever comes first (the cosine always complete
 result records the steps it took.
 
 Usage (GPU machine; Keras from the git-ignored wheels/, see gpu.sh):
-    KERAS_BACKEND=jax python benchmarks/gpu_quality.py --launch --data-root DATA \\
+    KERAS_BACKEND=jax python -m benchmarks.gpu_quality --launch --data-root DATA \\
         --out OUTDIR --deadline 300
-    KERAS_BACKEND=jax python benchmarks/gpu_quality.py --tag t --steps 20 --data-root DATA \\
+    KERAS_BACKEND=jax python -m benchmarks.gpu_quality --tag t --steps 20 --data-root DATA \\
         --out OUTDIR          # one run (what --launch starts)
 """
 
@@ -44,8 +44,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 # (tag, steps, patch, batch, base filters): the CPU plan at 1x (the 25-minute CPU run took
 # 1008 steps), 8x and 24x its steps, and the GPU plan (whole 512^2 slices, batch 14).
@@ -133,7 +131,7 @@ def make_chunk(args):
 # ----------------------------------------------------------------------------- one run
 def isbi_split(root: Path, out: Path):
     """quality.py's ISBI 2012 folders: slices 0-17 train, 18-23 test, membrane = 0."""
-    from quality import ISBI_LABELS, link_split, split_stems
+    from benchmarks.quality import ISBI_LABELS, link_split, split_stems
 
     source = root / "isbi2012_membrane"
     train, test = split_stems("isbi", sorted(p.stem for p in (source / "images").iterdir()))
@@ -150,7 +148,7 @@ def membrane_dice(model, images, masks) -> float:
 
 
 def scores(model, test_dir, tta) -> dict:
-    from unet_lib.evaluation.evaluator import evaluate
+    from unet_lib import evaluate
 
     report = evaluate(model, test_dir, tta=tta, threshold=0.5)
     membrane = report["per_class"]["membrane"]
@@ -165,10 +163,10 @@ def scores(model, test_dir, tta) -> dict:
 def run_one(args) -> dict:
     import keras
 
+    from unet_lib import build_unet
     from unet_lib.data import load_dataset
     from unet_lib.losses import DiceCELoss
-    from unet_lib.model.unet import build_unet
-    from unet_lib.training.callbacks import TimeBudget
+    from unet_lib.training import TimeBudget
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
@@ -275,13 +273,15 @@ def launch(args) -> int:
     for tag, steps, patch, batch, filters in runs:
         if args.scale != 1.0:
             steps = max(args.chunk, int(steps * args.scale) // args.chunk * args.chunk)
-        cmd = [sys.executable, __file__, "--tag", tag, "--steps", str(steps),
+        cmd = [sys.executable, "-m", "benchmarks.gpu_quality", "--tag", tag, "--steps", str(steps),
                "--patch", str(patch), "--batch", str(batch), "--base-filters", str(filters),
                "--data-root", args.data_root, "--out", str(out), "--deadline",
                str(args.deadline), "--precision", args.precision, "--workers",
                str(args.workers), "--chunk", str(args.chunk)]  # fmt: skip
         log = open(out / f"gpu_quality_{tag}.log", "w")
-        procs.append((tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        procs.append(
+            (tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent), log)
+        )
     failed = 0
     for tag, proc, log in procs:
         rc = proc.wait()

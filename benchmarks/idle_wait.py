@@ -2,14 +2,13 @@
 
 Trains small runs with ``unet_lib.train`` and prints, after ``fit``'s last step, the wall
 time until ``train`` returns and the CPU time spent in it: wall far above CPU is idle
-waiting. The library's tf.data pipelines run without autotuning (the fix); ``--autotune``
-turns it back on, to show the wait it caused. ``--numpy`` fits NumPy arrays with plain ``model.fit``
-instead (several epochs; the gaps between epochs are printed too).
+waiting. The library's tf.data pipelines run without autotuning (the fix). ``--numpy`` fits
+NumPy arrays with plain ``model.fit`` instead (several epochs; the gaps between epochs are
+printed too).
 
 Usage:
-    python benchmarks/idle_wait.py                 # unet_lib.train as it is (the fix)
-    python benchmarks/idle_wait.py --autotune      # tf.data autotuning back on: the wait
-    python benchmarks/idle_wait.py --numpy         # plain model.fit on arrays
+    python -m benchmarks.idle_wait                 # unet_lib.train as it is (the fix)
+    python -m benchmarks.idle_wait --numpy         # plain model.fit on arrays
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import cpu_seconds, median, with_autotune  # noqa: E402
+from benchmarks.bench_common import cpu_seconds, median
 
 
 def _callback():
@@ -49,17 +46,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--autotune", action="store_true", help="autotuning on (before the fix)")
     parser.add_argument("--numpy", action="store_true", help="plain model.fit on arrays")
     args = parser.parse_args(argv)
     import numpy as np
 
     import unet_lib
-    from unet_lib.data import pipeline
 
-    if args.autotune:
-        make = pipeline.make_dataset
-        pipeline.make_dataset = lambda *a, **k: with_autotune(make(*a, **k), True)
     data = unet_lib.data.ensure_default_dataset()
     for run in range(args.runs):
         timer = _callback()

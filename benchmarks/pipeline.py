@@ -13,8 +13,8 @@ and prints the ratio. Target: every pipeline configuration >= 10x the training s
 images/s (so data loading never limits training). Prints PASS / FAIL; exits 1 on FAIL.
 
 Usage:
-    python benchmarks/pipeline.py            # about a minute on 2 CPU cores
-    python benchmarks/pipeline.py --quick    # fewer batches and steps
+    python -m benchmarks.pipeline            # about a minute on 2 CPU cores
+    python -m benchmarks.pipeline --quick    # fewer batches and steps
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TARGET = 10.0
 
 
 def _pipeline_rate(images, masks, *, cache, augment, batch_size, patch, batches) -> float:
-    from unet_lib.data.pipeline import make_dataset
+    from unet_lib.data import make_dataset
 
     ds = make_dataset(
         images,
@@ -80,8 +80,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     batches, steps = (40, 5) if args.quick else (200, 15)
 
-    from unet_lib.data import ensure_default_dataset, load_dataset
-    from unet_lib.data.augment import AugmentConfig
+    from unet_lib.data import AugmentConfig, ensure_default_dataset, load_dataset
 
     start = time.perf_counter()
     data = load_dataset(ensure_default_dataset("binary"))

@@ -1,7 +1,7 @@
 """Does bfloat16 keep the Dice of float32? Same-seed pairs of fixed-length training runs.
 
-    .venv/bin/python benchmarks/precision_study.py    # 6 + 3 pairs; 4 + 2 took 2226 s here
-    .venv/bin/python benchmarks/precision_study.py --seeds 0,1 --datasets built-in --epochs 2
+    .venv/bin/python -m benchmarks.precision_study    # 6 + 3 pairs; 4 + 2 took 2226 s here
+    .venv/bin/python -m benchmarks.precision_study --seeds 0,1 --datasets built-in --epochs 2
 
 Each pair trains ``unet_lib.train`` twice with the same seed (same initial weights, same
 batches, same augmentation) for the same number of steps, once in float32 and once in mixed
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from bench_common import Report, median  # noqa: E402
+import numpy as np
+
+from benchmarks.bench_common import Report, median
 
 RULE = -0.005  # mean Dice change bfloat16 - float32 that still counts as "holds"
 # Student t, two-sided 95 %, by degrees of freedom (1 .. 10); beyond that ~ the normal 1.96
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the runs and results as JSON")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown")
     args = parser.parse_args(argv)
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if "isbi" in datasets and bt.isbi_data() is None:

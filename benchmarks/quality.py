@@ -1,9 +1,9 @@
 """Quality on real data: the self-configured defaults, trained on a time budget, scored on
 held-out images never used for training or model selection.
 
-    .venv/bin/python benchmarks/quality.py                    # all three, 25 min each
-    .venv/bin/python benchmarks/quality.py --minutes 0.25 --smoke   # end to end, ~2 min
-    .venv/bin/python benchmarks/quality.py --datasets isbi --json r.json --markdown r.md
+    .venv/bin/python -m benchmarks.quality                    # all three, 25 min each
+    .venv/bin/python -m benchmarks.quality --minutes 0.25 --smoke   # end to end, ~2 min
+    .venv/bin/python -m benchmarks.quality --datasets isbi --json r.json --markdown r.md
 
 Each data set is trained exactly as a user would with the defaults only::
 
@@ -38,11 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+from benchmarks.bench_common import ROOT, Report
 
-from bench_common import ROOT, Report  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 ISBI_LABELS = {"background": 255, "membrane": 0}
 DSB_LABELS = {"background": 0, "nucleus": 255}
@@ -110,8 +108,8 @@ def isbi_challenge(model, test_dir: Path, tta, threshold: float) -> dict:
     membrane probabilities (an oracle choice on the test labels, as the challenge scored the
     U-Net paper), and the same two at the run's own threshold (no oracle)."""
     from unet_lib.data import load_dataset
-    from unet_lib.evaluation.challenge import challenge_scores
-    from unet_lib.inference.predictor import predict_probabilities
+    from unet_lib.evaluation import challenge_scores
+    from unet_lib.inference import predict_probabilities
 
     data = load_dataset(test_dir)
     probs = [predict_probabilities(model, image, tta=tta) for image in data.images]
@@ -153,8 +151,8 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None
             raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
 
     from unet_lib import load_model
-    from unet_lib.evaluation.evaluator import evaluate, save_json
-    from unet_lib.training.loop import evaluation_settings
+    from unet_lib.evaluation import evaluate, save_json
+    from unet_lib.training import evaluation_settings
 
     config = json.loads((run_dir / "config.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())

@@ -1,10 +1,10 @@
 """The benchmark suite: training and inference speed of unet_lib against plain Keras.
 
 Usage:
-    python benchmarks/run.py               # all but the Dice pairs (~14 min, idle 2 cores)
-    python benchmarks/run.py --quick       # the default configuration only (< 3 min)
-    python benchmarks/run.py --sections precision   # one short same-seed pair per data set
-    python benchmarks/run.py --json out.json --markdown out.md
+    python -m benchmarks.run               # all but the Dice pairs (~14 min, idle 2 cores)
+    python -m benchmarks.run --quick       # the default configuration only (< 3 min)
+    python -m benchmarks.run --sections precision   # one short same-seed pair per data set
+    python -m benchmarks.run --json out.json --markdown out.md
 
 Every figure is a ratio or a median against a baseline measured in the same run
 (benchmarks/README.md explains each one and holds the reference results):
@@ -40,10 +40,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from bench_common import Report, matmul_peak, median, run_worker  # noqa: E402
+import numpy as np
+
+from benchmarks.bench_common import Report, matmul_peak, median, run_worker
 
 FULL = {  # Dice pairs: 3 epochs x 15 steps of batch 8, one seed per data set (~5 min);
     # benchmarks/precision_study.py runs more and longer pairs (README)
@@ -121,7 +121,7 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    from unet_lib.runtime.settings import read_cpu_flags
+    from unet_lib.runtime import read_cpu_flags
 
     model = "unknown CPU"
     try:
@@ -152,9 +152,8 @@ def library_precision() -> str:
 # ----------------------------------------------------------------------------- sections
 def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
     """Fixed-length runs, float32 against bfloat16 (or the default), same seed per pair."""
-    import bench_train as bt
-
-    from unet_lib.runtime.settings import read_cpu_flags
+    from benchmarks import bench_train as bt
+    from unet_lib.runtime import read_cpu_flags
 
     other = train_precision  # against float32: the library's choice, or bfloat16 where the
     if bt.policy_of(train_precision) == "float32":  # library keeps float32 on a BF16 CPU
@@ -209,7 +208,7 @@ def section_precision(report: Report, plan: dict, train_precision: str) -> dict:
 
 def section_training(report, plan, train_precision, peaks, flops_fn):
     """unet_lib.train vs in-memory fit vs the plain-Keras way, interleaved step by step."""
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     rows = report.table(
         "Training throughput (images/s, median of steady-state steps, the ways interleaved "
@@ -244,8 +243,7 @@ def section_training(report, plan, train_precision, peaks, flops_fn):
 
 
 def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
-    import bench_infer as bi
-
+    from benchmarks import bench_infer as bi
     from unet_lib import load_model
 
     path = bi.reference_model_path()
@@ -281,7 +279,7 @@ def section_inference(report: Report, plan: dict, peaks: dict) -> dict:
 
 
 def section_scaling(report: Report, policy: str, flops_fn) -> None:
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     points = bt.scaling(policy=policy, base_filters=32, batches=(1, 4, 16),
                         sizes=(64, 128, 256), size_batch=4, steps=3)  # fmt: skip
@@ -329,7 +327,7 @@ def section_threads(report: Report, policy: str, rounds: int) -> dict:
 
 
 def section_xla(report: Report, policy: str) -> dict:
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     x, y = bt.batch_of(bt.builtin_data(), 8)
     off = bt.inmemory_fit(x, y, base_filters=16, policy=policy, steps=8, jit_compile=False)
@@ -401,9 +399,8 @@ def targets(report, precision, training, inference, threads, xla, plan) -> None:
 
 # ----------------------------------------------------------------------------- main
 def run_suite(args) -> Report:
-    from flops import count_flops
-
-    from unet_lib.model.unet import build_unet
+    from benchmarks.flops import count_flops
+    from unet_lib import build_unet
 
     plan = QUICK if args.quick else FULL
     report = Report()
@@ -432,7 +429,7 @@ def run_suite(args) -> Report:
     unknown = wanted - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     policy = bt.policy_of(train_precision)
     seconds: dict[str, float] = {}
@@ -478,11 +475,11 @@ def run_suite(args) -> Report:
 def worker(name: str, spec: dict) -> int:
     """Subprocess entry (``--worker``): one measurement in a fresh Python."""
     if name == "memory":
-        import bench_infer
+        from benchmarks import bench_infer
 
         bench_infer.memory_worker(spec)
     elif name == "threads":
-        import bench_train
+        from benchmarks import bench_train
 
         bench_train.thread_worker(spec)
     else:

@@ -11,14 +11,12 @@ from pathlib import Path
 import keras
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from benchmarks import bench_common as bc
+from benchmarks import run as suite
+from benchmarks.flops import count_flops, layer_flops
+from unet_lib.model.unet import build_unet
 
-import bench_common as bc  # noqa: E402
-import run as suite  # noqa: E402
-from flops import count_flops, layer_flops  # noqa: E402
-
-from unet_lib.model.unet import build_unet  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -124,7 +122,7 @@ def test_suite_targets_from_results():
 
 
 def test_abba_order_alternates_the_first_of_a_pair():
-    import bench_train as bt
+    from benchmarks import bench_train as bt
 
     assert bt.abba_jobs([0, 1, 2]) == [
         (0, "other"), (0, "float32"), (1, "float32"), (1, "other"), (2, "other"), (2, "float32")
@@ -133,7 +131,7 @@ def test_abba_order_alternates_the_first_of_a_pair():
 
 def test_precision_study_interval_and_verdict():
     """The study's mean and t interval by hand, and its rule on made-up pairs."""
-    import precision_study as ps
+    from benchmarks import precision_study as ps
 
     # [0.01, -0.01, 0.0]: mean 0, sd 0.01, half width t(2) 4.303 * 0.01 / sqrt(3) = 0.024843
     mean, low, high = ps.mean_interval([0.01, -0.01, 0.0])
@@ -166,8 +164,9 @@ def test_steady_and_median():
 
 # ----------------------------------------------------------------------------- command line
 def test_help_and_unknown_worker():
-    run_py = str(BENCH / "run.py")
-    out = subprocess.run([sys.executable, run_py, "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--help"], capture_output=True, text=True, cwd=REPO
+    )
     assert out.returncode == 0 and "--quick" in out.stdout
     with pytest.raises(RuntimeError, match="unknown worker"):
         bc.run_worker("nonsense", {}, timeout=120)

@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from benchmarks import gpu_quality
+from unet_lib.training.plan import DatasetFingerprint, plan_training
 
-import gpu_quality  # noqa: E402
-
-from unet_lib.training.plan import DatasetFingerprint, plan_training  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _smooth_pair(size=96, seed=0):
@@ -95,10 +93,10 @@ def test_runs_are_the_library_plans_for_isbi():
 @pytest.mark.shared_data
 def test_one_tiny_run_end_to_end(shared_data, tmp_path):
     done = subprocess.run(
-        [sys.executable, str(BENCH / "gpu_quality.py"), "--tag", "tiny", "--steps", "10",
+        [sys.executable, "-m", "benchmarks.gpu_quality", "--tag", "tiny", "--steps", "10",
          "--chunk", "10", "--batch", "2", "--patch", "64", "--workers", "1",
          "--precision", "float32", "--data-root", str(shared_data), "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "gpu_quality_tiny.json").read_text())

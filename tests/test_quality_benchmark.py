@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from benchmarks import quality
 
-import quality  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_fixed_splits():
@@ -47,9 +46,9 @@ def test_link_split_makes_a_dataset_folder(tmp_path):
 
 def test_score_run_needs_a_finished_run_folder(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(BENCH / "quality.py"), "--datasets", "isbi", "--score-run",
+        [sys.executable, "-m", "benchmarks.quality", "--datasets", "isbi", "--score-run",
          str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 2 and "not a finished run folder" in done.stderr
 
@@ -58,9 +57,9 @@ def test_score_run_needs_a_finished_run_folder(tmp_path):
 def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     out = tmp_path / "quality.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "quality.py"), "--smoke", "--minutes", "0.1",
+        [sys.executable, "-m", "benchmarks.quality", "--smoke", "--minutes", "0.1",
          "--data-root", str(shared_data), "--out", str(tmp_path / "runs"), "--json", str(out)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {r["key"]: r for r in json.loads(out.read_text())["results"]}
@@ -80,10 +79,10 @@ def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     # --score-run scores the same run again without training: the same figures
     again = tmp_path / "again.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "quality.py"), "--smoke", "--datasets", "isbi",
+        [sys.executable, "-m", "benchmarks.quality", "--smoke", "--datasets", "isbi",
          "--score-run", results["isbi"]["run"], "--data-root", str(shared_data),
          "--out", str(tmp_path / "rescore"), "--json", str(again)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rescored = json.loads(again.read_text())["results"][0]
