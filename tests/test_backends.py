@@ -234,9 +234,8 @@ def test_gpu_benchmark_script_runs_on_this_cpu(tmp_path):
 
 def test_conv_flop_count_of_the_paper_unet():
     """The counter used by the benchmark, on shapes worked out by hand."""
-    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks/gpu_bench.py")
-    gpu_bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_bench)
+    from benchmarks import gpu_bench
+
     # depth 1, 2 filters, 4x4 input, 1 channel, 1 class:
     #   enc 3x3 1->2: 2*16*9*1*2 = 576;  3x3 2->2: 2*16*9*2*2 = 1152
     #   bottleneck at 2x2: 3x3 2->4: 2*4*9*2*4 = 576;  3x3 4->4: 2*4*9*4*4 = 1152

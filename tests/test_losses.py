@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import keras
@@ -483,6 +484,25 @@ def test_shape_errors_at_call():
         dice_loss(np.zeros((1, 2, 2, 2)), np.full((1, 2, 2, 3), 1 / 3))
     with pytest.raises(ValueError, match="y_pred must be"):
         dice_loss(np.zeros((4,)), np.zeros((4, 1)))
+
+
+@pytest.mark.parametrize("cls, fn", list(zip(CLASSES, FUNCTIONS, strict=True)))
+def test_class_options_are_the_function_keywords(cls, fn):
+    """Each class takes its function's keyword arguments (defaults included) and no others."""
+    wanted = {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name != "sample_weight"
+    }
+    params = inspect.signature(cls).parameters
+    assert {name: params[name].default for name in wanted} == wanted
+    assert list(params)[-3:] == ["name", "reduction", "dtype"]
+    config = cls().get_config()
+    assert {key: config[key] for key in wanted} == {
+        key: (float(v) if isinstance(v, float) else v) for key, v in wanted.items()
+    }
+    with pytest.raises(TypeError, match="unknown option"):
+        cls(smoth=1.0)
 
 
 def test_public_names():

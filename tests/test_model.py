@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_lib.model.unet import (
+from unet_lib.model import (
     build_unet,
     padded_size,
     valid_input_size,

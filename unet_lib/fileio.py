@@ -1,9 +1,8 @@
 """Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind.
 
-Every file the library writes into a run folder (models, configuration, history, masks,
-figures) goes through :func:`atomic_path`: the content is written to a temporary file in the
-same folder, then renamed over the target, which POSIX makes atomic. A reader sees either
-the old file or the new one, never a mixture.
+Every file the library writes goes through :func:`atomic_path`: written to a temporary file
+in the same folder, then renamed over the target (atomic on POSIX), so a reader sees either
+the old file or the new one.
 """
 
 from __future__ import annotations

@@ -1,31 +1,19 @@
 """The U-Net paper's per-pixel loss weight map (Ronneberger et al. 2015, eq. 2).
 
-.. math::
+``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))``: ``w_c`` balances the class
+frequencies (:func:`class_balance_weights`); ``d1`` / ``d2`` are the Euclidean distances
+between pixel centres from ``x`` to the nearest pixel of the nearest and second-nearest
+*object* (a 4-neighbour has ``d = 1``). Objects are the 4-connected components of the
+foreground (``label >= 1``, e.g. nuclei) or, with ``objects="background"``, of class ``0``
+(cells separated by a foreground membrane, as in ISBI 2012: the paper's setting). The border
+term applies only to labelled pixels outside every object (gaps, membrane) and is ``0`` with
+fewer than two objects within reach. Ignored pixels (``ignore_label``) get weight ``0``, are
+never part of an object and are not counted by the class balance.
 
-    w(x) = w_c(x) + w_0 \\cdot \\exp\\left(-\\frac{(d_1(x) + d_2(x))^2}{2\\sigma^2}\\right)
-
-- ``w_c`` balances the class frequencies (:func:`class_balance_weights`).
-- ``d1(x)`` / ``d2(x)`` are the distances from pixel ``x`` to the nearest and the
-  second-nearest *object*. Distance is the Euclidean distance between pixel centres from ``x``
-  to the nearest pixel of the object, so a pixel 4-adjacent to an object has ``d = 1`` and a
-  diagonal neighbour ``d = sqrt(2)``. Objects are the 4-connected components of the foreground
-  (``label >= 1``, all foreground classes together: e.g. nuclei) or, with
-  ``objects="background"``, of the background class ``0`` (the cells when the foreground is a
-  membrane, as in ISBI 2012: the paper's setting, where thin membrane pieces separating two
-  cells get a large weight).
-- The border term applies only to labelled pixels *outside* every object (the gaps between
-  objects, the membrane); pixels inside an object get ``w_c`` only. With fewer than two
-  objects within reach, ``d2 = inf`` and the term is ``0``.
-- Ignored pixels (``ignore_label``) get weight ``0``, are never part of an object and are not
-  counted by the class balance.
-
-Cut-off: the border term is set to ``0`` where ``d1 + d2 > truncate * sigma`` (default
-``truncate = 6``), which changes it by at most ``w0 * exp(-truncate**2 / 2)`` (``1.5e-7`` for
-``w0 = 10``). This lets each object's distance map be computed only inside its bounding box
-grown by ``ceil(truncate * sigma)`` pixels (``cv2.distanceTransform``, exact L2), and the two
-smallest distances per pixel be kept with ``np.minimum`` updates: a 512 x 512 mask with a few
-hundred objects takes a few tens of milliseconds. ``truncate=None`` computes every distance on
-the whole image (exact, slower).
+Cut-off: the border term is ``0`` where ``d1 + d2 > truncate * sigma`` (an error of at most
+``w0 * exp(-truncate**2 / 2)``), so each object's distance map is computed only in its
+bounding box grown by that distance (``cv2.distanceTransform``, exact L2);
+``truncate=None`` computes every distance on the whole image (exact, slower).
 
 Example:
     >>> mask = np.zeros((9, 15), np.int32)
@@ -39,94 +27,72 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-__all__ = [
-    "class_balance_weights",
-    "nearest_object_distances",
-    "unet_weight_map",
-    "weight_maps",
-]
+__all__ = ["class_balance_weights", "nearest_object_distances", "unet_weight_map", "weight_maps"]
 
 _OBJECTS = ("foreground", "background")
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _as_labels(label_map, name: str = "label_map", *, ndim: int | None = 2) -> np.ndarray:
+def _as_labels(label_map, *, ndim: int | None = 2) -> np.ndarray:
     """``label_map`` as an int64 array; ``(H, W, 1)`` is squeezed to ``(H, W)``."""
     arr = np.asarray(label_map)
     if ndim == 2 and arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(
-            f"{name} must be an integer label map of shape (H, W) or (H, W, 1), "
+            f"label_map must be an integer label map of shape (H, W) or (H, W, 1), "
             f"got shape {arr.shape}."
         )
     if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
         return arr.astype(np.int64, copy=False)
-    if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)):
-        if np.array_equal(arr, np.round(arr)):
-            return arr.astype(np.int64)
+    floating = np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
+    if floating and np.array_equal(arr, np.round(arr)):
+        return arr.astype(np.int64)
     raise ValueError(
-        f"{name} must hold integer class indices (dtype {arr.dtype} with non-integer values); "
+        f"label_map must hold integer class indices (dtype {arr.dtype} with non-integer values); "
         "pass a label map (argmax of the probabilities), not probabilities."
     )
 
 
-def _check_ignore(labels: np.ndarray, ignore_label, name: str) -> np.ndarray:
+def _check_ignore(labels: np.ndarray, ignore_label) -> np.ndarray:
     """The mask of labelled (not ignored) pixels; other negative values are an error."""
-    if ignore_label is not None and (
-        isinstance(ignore_label, bool) or not isinstance(ignore_label, numbers.Integral)
-    ):
+    if ignore_label is not None and not _is_int(ignore_label):
         raise ValueError(f"ignore_label must be an int or None, got {ignore_label!r}.")
     valid = np.ones(labels.shape, bool) if ignore_label is None else labels != ignore_label
     if np.any(labels[valid] < 0):
-        bad = int(labels[valid].min())
         raise ValueError(
-            f"{name} holds the negative value {bad} which is not ignore_label={ignore_label}: "
-            "labels must be 0..K-1, ignored pixels must hold ignore_label."
+            f"label_map holds the negative value {int(labels[valid].min())} which is not "
+            f"ignore_label={ignore_label}: labels must be 0..K-1, ignored pixels ignore_label."
         )
     return valid
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_positive(value, name: str, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and math.isfinite(value)):
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {need}, got {value}.")
-    return value
-
-
-# --------------------------------------------------------------------------- class balance
+        raise ValueError(f"{name} must be a finite number {need}, got {value!r}.")
+    return float(value)
 
 
 def class_balance_weights(label_map, num_classes: int | None = None, *, ignore_label=-1):
-    """Class-frequency balancing weights ``w_c`` (the first term of the U-Net weight map).
+    """Class-frequency balancing weights ``w_c = N / (K_p * n_c)`` (the map's first term).
 
-    .. math::
-
-        w_c = \\frac{N}{K_p \\cdot n_c}
-
-    with ``n_c`` the number of pixels of class ``c``, ``N`` the number of labelled (not
-    ignored) pixels and ``K_p`` the number of classes present. Normalisation: the mean weight
-    over the labelled pixels is exactly ``1`` (``sum_c n_c w_c = N``), and a class holding
-    ``1 / K_p`` of the pixels gets weight ``1``. Classes absent from ``label_map`` get ``0``
-    (they have no pixels to weigh). Pass a stack of label maps ``(N, H, W)`` to balance over a
-    whole dataset.
+    ``n_c`` is the number of pixels of class ``c``, ``N`` the number of labelled (not ignored)
+    pixels and ``K_p`` the number of classes present: the mean weight over the labelled pixels
+    is exactly 1, and absent classes get 0. Pass a stack ``(N, H, W)`` to balance a dataset.
 
     Args:
-        label_map: integer label map of any shape (``(H, W)``, ``(H, W, 1)``, ``(N, H, W)``),
-            values ``0 .. K-1`` or ``ignore_label``.
-        num_classes: the model's output channels (``1`` = binary, i.e. ``K = 2`` label
-            classes); ``None`` uses ``K = max(label) + 1``.
+        label_map: integer label map of any shape, values ``0 .. K-1`` or ``ignore_label``.
+        num_classes: the model's output channels (``1`` = binary, ``K = 2``); ``None`` uses
+            ``K = max(label) + 1``.
         ignore_label: value of the ignored pixels (not counted), or ``None``.
 
     Returns:
@@ -137,21 +103,17 @@ def class_balance_weights(label_map, num_classes: int | None = None, *, ignore_l
         array([0.6666667, 2.       ], dtype=float32)
     """
     labels = _as_labels(label_map, ndim=None)
-    valid = _check_ignore(labels, ignore_label, "label_map")
+    valid = _check_ignore(labels, ignore_label)
     values = labels[valid]
-    if num_classes is None:
-        k = int(values.max()) + 1 if values.size else 1
-    else:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-            raise ValueError(f"num_classes must be an int, got {num_classes!r}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 (1 = binary), got {num_classes}.")
-        k = max(2, int(num_classes))
-        if values.size and values.max() >= k:
-            raise ValueError(
-                f"label_map holds class {int(values.max())} but num_classes={num_classes} "
-                f"allows labels 0..{k - 1}: raise num_classes or fix the labels."
-            )
+    if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
+        raise ValueError(f"num_classes must be an int >= 1 (1 = binary), got {num_classes!r}.")
+    top = int(values.max()) if values.size else 0
+    k = top + 1 if num_classes is None else max(2, int(num_classes))
+    if top >= k:
+        raise ValueError(
+            f"label_map holds class {top} but num_classes={num_classes} allows labels "
+            f"0..{k - 1}: raise num_classes or fix the labels."
+        )
     counts = np.bincount(values, minlength=k).astype(np.float64)
     present = counts > 0
     weights = np.zeros(k, np.float64)
@@ -160,22 +122,13 @@ def class_balance_weights(label_map, num_classes: int | None = None, *, ignore_l
     return weights.astype(np.float32)
 
 
-# --------------------------------------------------------------------------- distances
-
-
 def nearest_object_distances(object_mask, *, max_distance: float | None = None, connectivity=4):
     """Distances from every pixel to its nearest and second-nearest object.
 
-    Objects are the connected components of ``object_mask``. The distance from pixel ``x`` to
-    an object is the Euclidean distance between pixel centres from ``x`` to the object's
-    nearest pixel (``0`` inside the object, ``1`` for a 4-neighbour). Each object's distance
-    map is computed only inside its bounding box grown by ``ceil(max_distance)``; distances
-    above ``max_distance`` are reported as ``inf``.
-
-    Args:
-        object_mask: ``(H, W)`` boolean (or 0/1) mask of the object pixels.
-        max_distance: distances above it become ``inf`` (``None``: no limit, exact everywhere).
-        connectivity: ``4`` or ``8``, the connectivity of the components.
+    Objects are the connected components (``connectivity`` 4 or 8) of ``object_mask``
+    ``(H, W)``; the distance to an object is ``0`` inside it and ``1`` for a 4-neighbour.
+    Distances above ``max_distance`` (``None``: no limit) are ``inf``, which lets each
+    object's distance map be computed only in its bounding box grown by ``max_distance``.
 
     Returns:
         ``(d1, d2)``: two ``(H, W)`` float32 arrays, ``d1 <= d2``; ``inf`` where there is no
@@ -194,9 +147,8 @@ def nearest_object_distances(object_mask, *, max_distance: float | None = None, 
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
     if max_distance is not None:
         max_distance = _check_positive(max_distance, "max_distance", allow_zero=False)
-    h, w = mask.shape
-    d1 = np.full((h, w), np.inf, np.float32)
-    d2 = np.full((h, w), np.inf, np.float32)
+    (h, w), inf = mask.shape, np.float32(np.inf)
+    d1, d2 = np.full((h, w), inf), np.full((h, w), inf)
     n, comp, stats, _ = cv2.connectedComponentsWithStats(
         (mask != 0).astype(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S
     )
@@ -209,33 +161,24 @@ def nearest_object_distances(object_mask, *, max_distance: float | None = None, 
         dist = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         if max_distance is not None:
             dist[dist > max_distance] = np.inf
-        a = d1[y0:y1, x0:x1]
-        b = d2[y0:y1, x0:x1]
+        a, b = d1[y0:y1, x0:x1], d2[y0:y1, x0:x1]
         np.minimum(b, np.maximum(a, dist), out=b)  # uses the old d1: new second smallest
         np.minimum(a, dist, out=a)
     return d1, d2
 
 
-# --------------------------------------------------------------------------- weight map
-
-
 def _class_term(labels, valid, class_weights, ignore_label) -> np.ndarray:
     top = int(labels[valid].max()) if valid.any() else 0
-    if isinstance(class_weights, str):
-        if class_weights != "balanced":
-            raise ValueError(
-                f"class_weights must be 'balanced', None or a sequence of per-class weights, "
-                f"got {class_weights!r}."
-            )
+    if isinstance(class_weights, str) and class_weights == "balanced":
         table = class_balance_weights(labels, ignore_label=ignore_label).astype(np.float64)
     elif class_weights is None:
         table = np.ones(top + 1, np.float64)
     else:
-        table = np.asarray(class_weights, np.float64)
-        if table.ndim != 1 or not np.all(np.isfinite(table)) or np.any(table < 0):
+        table = np.asarray(class_weights, np.float64) if not isinstance(class_weights, str) else 0
+        if np.ndim(table) != 1 or not np.all(np.isfinite(table)) or np.any(table < 0):
             raise ValueError(
-                "class_weights must be a 1-D sequence of finite weights >= 0, one per class, "
-                f"got {class_weights!r}."
+                "class_weights must be 'balanced', None or a 1-D sequence of finite weights "
+                f">= 0, one per class; got {class_weights!r}."
             )
         if table.size <= top:
             raise ValueError(
@@ -247,39 +190,25 @@ def _class_term(labels, valid, class_weights, ignore_label) -> np.ndarray:
     return out
 
 
-def unet_weight_map(
-    label_map,
-    *,
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    class_weights="balanced",
-    objects: str = "foreground",
-    ignore_label=-1,
-    truncate: float | None = 6.0,
-    connectivity: int = 4,
-) -> np.ndarray:
+def unet_weight_map(label_map, *, w0: float = 10.0, sigma: float = 5.0, class_weights="balanced",
+                    objects: str = "foreground", ignore_label=-1, truncate: float | None = 6.0,
+                    connectivity: int = 4) -> np.ndarray:  # fmt: skip
     """The U-Net loss weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``.
 
-    See the module docstring for the definitions of ``d1``, ``d2``, the objects and the
-    cut-off. The border term is added to labelled pixels outside every object; ignored pixels
-    get ``0``.
+    See the module docstring for ``d1``, ``d2``, the objects and the cut-off.
 
     Args:
-        label_map: ``(H, W)`` or ``(H, W, 1)`` integer label map, values ``0 .. K-1`` or
-            ``ignore_label``.
+        label_map: ``(H, W)`` / ``(H, W, 1)`` label map, values ``0 .. K-1`` or ``ignore_label``.
         w0: height of the border term (``>= 0``; ``0`` disables it).
         sigma: width of the border term in pixels (``> 0``).
         class_weights: ``"balanced"`` (:func:`class_balance_weights` of this map), ``None``
             (``w_c = 1``) or a sequence of per-class weights (e.g. balanced over a dataset).
-        objects: ``"foreground"`` (components of ``label >= 1``) or ``"background"``
-            (components of class ``0``: cells separated by a foreground membrane).
-        ignore_label: value of the ignored pixels, or ``None``.
-        truncate: the border term is ``0`` where ``d1 + d2 > truncate * sigma`` (error at most
-            ``w0 * exp(-truncate**2 / 2)``); ``None`` for no cut-off (slower).
-        connectivity: ``4`` (default) or ``8``, the connectivity of the objects.
+        objects: ``"foreground"`` (components of ``label >= 1``) or ``"background"``.
+        truncate: cut-off of the border term in units of ``sigma``; ``None`` for none.
+        connectivity: ``4`` or ``8``, the connectivity of the objects.
 
     Returns:
-        ``(H, W)`` float32 weight map.
+        ``(H, W)`` float32 weight map (0 on ignored pixels).
 
     Example:
         >>> membrane = np.zeros((7, 11), np.int32); membrane[:, 5] = 1   # two cells
@@ -294,7 +223,7 @@ def unet_weight_map(
         truncate = _check_positive(truncate, "truncate", allow_zero=False)
     if objects not in _OBJECTS:
         raise ValueError(f"objects must be one of {_OBJECTS}, got {objects!r}.")
-    valid = _check_ignore(labels, ignore_label, "label_map")
+    valid = _check_ignore(labels, ignore_label)
     weights = _class_term(labels, valid, class_weights, ignore_label)
     if w0 > 0:
         is_object = valid & ((labels >= 1) if objects == "foreground" else (labels == 0))
@@ -310,19 +239,12 @@ def unet_weight_map(
 
 
 def weight_maps(label_maps, **kwargs):
-    """:func:`unet_weight_map` for several label maps.
+    """:func:`unet_weight_map` (``**kwargs``) of each of ``label_maps``.
 
+    ``label_maps`` is an iterable of ``(H, W)`` / ``(H, W, 1)`` maps (sizes may differ; gives a
+    list) or an array ``(N, H, W)`` / ``(N, H, W, 1)`` (gives an ``(N, H, W)`` array).
     ``class_weights="balanced"`` balances each map on its own; for dataset-wide balancing pass
     ``class_weights=class_balance_weights(np.stack(label_maps))``.
-
-    Args:
-        label_maps: a sequence of ``(H, W)`` / ``(H, W, 1)`` label maps (sizes may differ) or
-            an array ``(N, H, W)`` / ``(N, H, W, 1)``.
-        **kwargs: keyword arguments of :func:`unet_weight_map`.
-
-    Returns:
-        A list of ``(H, W)`` float32 maps for a sequence; an ``(N, H, W)`` float32 array for
-        an array input.
 
     Example:
         >>> maps = weight_maps([np.zeros((8, 8), int), np.eye(6, dtype=int)], sigma=3.0)
@@ -331,12 +253,8 @@ def weight_maps(label_maps, **kwargs):
     """
     if isinstance(label_maps, np.ndarray):
         if label_maps.ndim not in (3, 4):
-            raise ValueError(
-                f"label_maps array must have shape (N, H, W) or (N, H, W, 1), "
-                f"got {label_maps.shape}."
-            )
+            shape = label_maps.shape
+            raise ValueError(f"label_maps must be (N, H, W) or (N, H, W, 1), got shape {shape}.")
         out = [unet_weight_map(m, **kwargs) for m in label_maps]
         return np.stack(out) if out else np.zeros((0, *label_maps.shape[1:3]), np.float32)
-    if not isinstance(label_maps, Sequence):
-        label_maps = list(label_maps)
     return [unet_weight_map(m, **kwargs) for m in label_maps]

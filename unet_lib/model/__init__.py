@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 from unet_lib.model.batchnorm import BatchNorm
+from unet_lib.model.blocks import conv_block, decoder_block, encoder_block, segmentation_head
 from unet_lib.model.saving import load_model, save_model
-from unet_lib.model.unet import (
-    PADDING_MODES,
-    UPSAMPLING_MODES,
-    build_unet,
-    conv_block,
-    decoder_block,
-    encoder_block,
-    padded_size,
-    segmentation_head,
-    valid_input_size,
-    valid_output_size,
-)
+from unet_lib.model.sizes import padded_size, valid_input_size, valid_output_size
+from unet_lib.model.unet import PADDING_MODES, UPSAMPLING_MODES, build_unet
 
 __all__ = [
-    "UPSAMPLING_MODES",
-    "PADDING_MODES",
-    "padded_size",
-    "valid_output_size",
-    "valid_input_size",
-    "conv_block",
-    "encoder_block",
-    "decoder_block",
-    "segmentation_head",
-    "build_unet",
-    "BatchNorm",
-    "load_model",
-    "save_model",
-]
+    "UPSAMPLING_MODES", "PADDING_MODES", "padded_size", "valid_output_size", "valid_input_size",
+    "conv_block", "encoder_block", "decoder_block", "segmentation_head", "build_unet",
+    "BatchNorm", "load_model", "save_model",
+]  # fmt: skip

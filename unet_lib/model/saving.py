@@ -13,7 +13,7 @@ from unet_lib.fileio import atomic_path
 
 
 def save_model(model, path: str | os.PathLike) -> Path:
-    """Save a Keras model to a ``.keras`` file atomically."""
+    """Save a Keras model to a ``.keras`` file atomically; returns the path."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"models are saved as .keras files only, got {path.name!r}")
@@ -25,20 +25,10 @@ def save_model(model, path: str | os.PathLike) -> Path:
 def load_model(path: str | os.PathLike, *, compile: bool = True):
     """Load a ``.keras`` model saved by this library, with ``safe_mode=True``.
 
-    The package imports its submodules lazily, so ``keras.saving.load_model`` right after
-    ``import unet_lib`` would not yet know the registered losses, metrics and layers
-    (``Could not locate class 'DiceCELoss'`` / ``'BatchNorm'``); this imports them first.
-
-    Args:
-        path: The ``.keras`` file.
-        compile: Also restore the loss, metrics and optimizer (``False``: inference only).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: not a ``.keras`` file, or not a readable Keras model.
-
-    Example:
-        >>> model = load_model("runs/demo/best.keras")  # doctest: +SKIP
+    Imports the registered losses, metrics and layers first: ``import unet_lib`` loads them
+    lazily, so a bare ``keras.saving.load_model`` could not locate ``'DiceCELoss'``.
+    ``compile=False`` skips the loss, metrics and optimizer (inference only). Raises
+    FileNotFoundError (no file) or ValueError (not a ``.keras`` file, or not readable).
     """
     import keras
 
