@@ -14,7 +14,7 @@ import pytest
 
 from unet_lib import IGNORE_LABEL
 from unet_lib.data.folder import DatasetError, LabelMapping, load_dataset
-from unet_lib.evaluation.evaluator import (
+from unet_lib.evaluation import (
     evaluate,
     evaluate_folder,
     format_report,

@@ -127,3 +127,19 @@ def test_score_label_maps_rejects_bad_predictions():
         score_label_maps([truth], [np.zeros((2, 2), np.float32)], ["background", "fg"])
     with pytest.raises(ValueError, match="same"):
         score_label_maps([truth], [np.zeros((2, 3), np.int32)], ["background", "fg"])
+
+
+def test_scorer_streams_the_same_result_and_names_the_image():
+    from unet_lib.evaluation import Scorer
+
+    truths, preds = random_maps(5, 3)
+    names = ["background", "a", "b"]
+    scorer = Scorer(names)
+    records = [
+        scorer.add(f"s{i}", t, p) for i, (t, p) in enumerate(zip(truths, preds, strict=True))
+    ]
+    expected = score_label_maps(truths, preds, names, stems=["s0", "s1", "s2"])
+    assert json.dumps(to_jsonable(scorer.result())) == json.dumps(to_jsonable(expected))
+    assert records == expected["per_image"]
+    with pytest.raises(ValueError, match=r"^bad: prediction holds labels \[3\] outside 0\.\.2"):
+        scorer.add("bad", truths[0], np.full_like(preds[0], 3))

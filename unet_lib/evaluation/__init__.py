@@ -1,47 +1,20 @@
-"""FACE_DOC_evaluation"""
+"""Evaluation: score a model or predicted masks (Dice, IoU, accuracy, Rand error), report it.
 
-from __future__ import annotations
+``evaluator`` (evaluate a model or a folder), ``scoring`` (counts -> scores), ``randerror``
+and ``challenge`` (the ISBI 2012 Rand error and the challenge's own scores), ``report``
+(NaN-safe JSON and text). NumPy, OpenCV and Keras ops; inference is imported on first use.
+"""
 
-from unet_lib.evaluation.challenge import (
-    THRESHOLDS,
-    cell_fscore,
-    challenge_scores,
-    rand_pair_counts,
-)
-from unet_lib.evaluation.evaluator import (
-    evaluate,
-    evaluate_folder,
-)
-from unet_lib.evaluation.randerror import (
-    adapted_rand,
-    cell_segments,
-    rand_error,
-)
-from unet_lib.evaluation.report import (
-    format_report,
-    per_image_table,
-    save_json,
-    to_jsonable,
-)
-from unet_lib.evaluation.scoring import (
-    foreground_classes,
-    score_label_maps,
-)
+from .challenge import THRESHOLDS, cell_fscore, challenge_scores, rand_pair_counts
+from .evaluator import evaluate, evaluate_folder
+from .randerror import adapted_rand, cell_segments, rand_error, segment_overlaps
+from .report import format_report, per_image_table, save_json, to_jsonable
+from .scoring import BACKGROUND, Scorer, foreground_classes, score_label_maps
 
 __all__ = [
-    "adapted_rand",
-    "cell_segments",
-    "rand_error",
-    "THRESHOLDS",
-    "challenge_scores",
-    "cell_fscore",
-    "rand_pair_counts",
-    "format_report",
-    "per_image_table",
-    "save_json",
-    "to_jsonable",
-    "foreground_classes",
-    "score_label_maps",
-    "evaluate",
-    "evaluate_folder",
-]
+    "THRESHOLDS", "cell_fscore", "challenge_scores", "rand_pair_counts",
+    "evaluate", "evaluate_folder",
+    "adapted_rand", "cell_segments", "rand_error", "segment_overlaps",
+    "format_report", "per_image_table", "save_json", "to_jsonable",
+    "BACKGROUND", "Scorer", "foreground_classes", "score_label_maps",
+]  # fmt: skip

@@ -1,38 +1,12 @@
-"""Evaluation: score a model (or a folder of predicted masks) on a dataset folder.
+"""Evaluation: score a model, or another tool's predicted masks, on a dataset folder.
 
-One scoring function serves both paths, so a U-Net's results and any other tool's masks are
-compared on equal terms (like nnU-Net's ``evaluate_folder``):
-
-* :func:`evaluate` predicts every image with :func:`unet_lib.inference.predict` (optionally
-  tiled, with test-time augmentation) and scores the label maps against the truth.
-* :func:`evaluate_folder` (= ``evaluate(None, data, predictions=DIR)``) reads predicted masks
-  saved in the dataset's own grey encoding (``dataset.json``) and scores them the same way.
-
-Reported (scored by :mod:`.scoring`; Dice and IoU come from :mod:`unet_lib.metrics`):
-
-* ``per_class``: dataset-level Dice, IoU, precision and recall of every class, from
-  confusion counts pooled over all images (``Dice = 2 tp / (2 tp + fp + fn)``,
-  ``IoU = tp / (tp + fp + fn)``, ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)``).
-* ``mean_dice`` / ``mean_iou``: the NaN-skipping mean of ``per_class`` over the foreground
-  classes (every class but one named ``background``; all classes if none is so named).
-* ``pixel_accuracy = sum_k tp_k / labelled pixels`` and ``pixel_error = 1 - pixel_accuracy``.
-* ``per_image``: each image's per-class Dice / IoU, its foreground means and pixel accuracy.
-* ``rand_error`` (binary data only): the ISBI 2012 foreground-restricted Rand error, averaged
-  over images (see :func:`adapted_rand`, in :mod:`unet_lib.evaluation.randerror`).
-
-Ignored truth pixels (``IGNORE_LABEL``) count nowhere: not in any count, not in the pixel
-accuracy and not in the Rand error (the prediction there is never looked at). Empty rule: a
-score whose denominator is 0 (a class absent from truth and prediction) is ``NaN`` and left
-out of every mean; :func:`save_json` writes it as ``null`` (JSON and text reports are in
-:mod:`unet_lib.evaluation.report`). Every name of those modules stays importable from here.
+One :class:`.scoring.Scorer` serves both, so they compare on equal terms (like nnU-Net's
+``evaluate_folder``). The report functions are re-exported here (the CLI and notebook use them).
 
 Example:
     >>> result = evaluate(model, "data/generated/binary_v1")  # doctest: +SKIP
     >>> print(format_report(result))  # doctest: +SKIP
-    >>> save_json(result, "runs/a/evaluation.json")  # doctest: +SKIP
 """
-
-from __future__ import annotations
 
 import os
 from collections import Counter
@@ -42,62 +16,34 @@ from pathlib import Path
 import numpy as np
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.data.folder import (
-    IMAGE_EXTENSIONS,
-    DatasetError,
-    LoadedDataset,
-    load_dataset,
-    read_mask,
-)
-from unet_lib.evaluation.randerror import adapted_rand, cell_segments, rand_error
-from unet_lib.evaluation.report import format_report, per_image_table, save_json, to_jsonable
-from unet_lib.evaluation.scoring import BACKGROUND as BACKGROUND  # re-exported, as before the split
-from unet_lib.evaluation.scoring import _Scorer, foreground_classes, score_label_maps
+from unet_lib.data import DatasetError, LoadedDataset, list_images, load_dataset, read_mask
+from unet_lib.evaluation.report import format_report, per_image_table, save_json
+from unet_lib.evaluation.scoring import Scorer
 
-__all__ = [
-    "adapted_rand",
-    "cell_segments",
-    "evaluate",
-    "evaluate_folder",
-    "foreground_classes",
-    "format_report",
-    "per_image_table",
-    "rand_error",
-    "save_json",
-    "score_label_maps",
-    "to_jsonable",
-]
-
-_SHOW = 10  # stems named in an error message
+__all__ = ["evaluate", "evaluate_folder", "format_report", "per_image_table", "save_json"]
 
 
-# --------------------------------------------------------------------------- small helpers
-
-
-def _stem_list(stems: Sequence[str]) -> str:
-    shown = ", ".join(stems[:_SHOW])
-    return shown + (f", ... ({len(stems)} in all)" if len(stems) > _SHOW else "")
-
-
-# --------------------------------------------------------------------------- data + predictions
+def _stem_list(stems: Sequence[str], show: int = 10) -> str:
+    shown = ", ".join(stems[:show])
+    return shown + (f", ... ({len(stems)} in all)" if len(stems) > show else "")
 
 
 def _load(data, labels, channels) -> LoadedDataset:
-    if isinstance(data, LoadedDataset):
-        if labels is not None:
-            raise ValueError(
-                "labels=... applies to a dataset folder; a LoadedDataset already has its mapping "
-                "(load it with load_dataset(dir, labels=...) instead)."
-            )
-        if channels is not None and channels != data.channels:
-            raise ValueError(
-                f"the LoadedDataset has {data.channels}-channel images but channels={channels}; "
-                f"load it with load_dataset(dir, channels={channels})."
-            )
-        return data
-    if not isinstance(data, str | os.PathLike):
+    if not isinstance(data, LoadedDataset | str | os.PathLike):
         raise TypeError(f"data must be a dataset folder or a LoadedDataset, got {type(data)}.")
-    return load_dataset(data, labels=labels, channels=channels)
+    if not isinstance(data, LoadedDataset):
+        return load_dataset(data, labels=labels, channels=channels)
+    if labels is not None:
+        raise ValueError(
+            "labels=... applies to a dataset folder; a LoadedDataset already has its mapping "
+            "(load it with load_dataset(dir, labels=...) instead)."
+        )
+    if channels is not None and channels != data.channels:
+        raise ValueError(
+            f"the LoadedDataset has {data.channels}-channel images but channels={channels}; "
+            f"load it with load_dataset(dir, channels={channels})."
+        )
+    return data
 
 
 def _select(dataset: LoadedDataset, stems) -> LoadedDataset:
@@ -121,47 +67,21 @@ def _select(dataset: LoadedDataset, stems) -> LoadedDataset:
     return dataset.select(stems)
 
 
-def _prediction_files(pred_dir: Path) -> dict[str, Path]:
+def _prediction_files(pred_dir: Path, dataset: LoadedDataset, all_stems: list[str]) -> dict:
+    """The prediction file of each selected image; one DatasetError lists every problem."""
     if not pred_dir.is_dir():
         raise DatasetError(
             f"{pred_dir}: predictions folder not found; give the folder holding one mask per "
             "image, named like the dataset's masks (<stem>.png)"
         )
-
-    def listing(folder: Path) -> list[Path]:
-        return [
-            p
-            for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        ]
-
-    found = listing(pred_dir)
-    if not found and (pred_dir / "masks").is_dir():  # a dataset-shaped output folder
-        found = listing(pred_dir / "masks")
-    files: dict[str, Path] = {}
-    problems = []
-    for path in found:
-        if path.stem in files:
-            problems.append(f"{path}: same stem as {files[path.stem]}; keep one of the two files")
-        else:
-            files[path.stem] = path
-    if problems:
-        raise DatasetError(problems, header=f"predictions {pred_dir}: {len(problems)} problem(s):")
-    return files
-
-
-def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
-    """Yields (stem, label map) per dataset image; raises DatasetError naming bad stems first."""
-    pred_dir = Path(pred_dir)
-    files = _prediction_files(pred_dir)
+    files, problems = {}, []
+    for folder in (pred_dir, pred_dir / "masks"):  # masks/: a dataset-shaped output folder
+        if not files and folder.is_dir():
+            files = list_images(folder, problems)[0]
     missing = [s for s in dataset.stems if s not in files]
-    known = set(all_stems)
-    extra = [
-        s
-        for s in files
-        if s not in known and not (s.endswith("_overlay") and s[: -len("_overlay")] in files)
-    ]  # predict_folder(..., overlay=True) writes <stem>_overlay.png beside <stem>.png
-    problems = []
+    known = set(all_stems)  # predict_folder(..., overlay=True) adds <stem>_overlay.png
+    overlays = {f"{s}_overlay" for s in files}
+    extra = [s for s in files if s not in known and s not in overlays]
     if missing:
         problems.append(
             f"no prediction for {len(missing)} image(s): {_stem_list(missing)}; save "
@@ -173,7 +93,13 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
             "name each prediction like its image's mask, or remove them"
         )
     if problems:
-        raise DatasetError(problems, header=f"predictions {pred_dir} do not match the dataset:")
+        raise DatasetError(problems, header=f"predictions {pred_dir}: {len(problems)} problem(s):")
+    return files
+
+
+def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
+    """Yields ``(stem, label map)`` per image, read from ``pred_dir`` with the dataset's mapping."""
+    files = _prediction_files(Path(pred_dir), dataset, all_stems)
     mapping = dataset.mapping
     for stem, truth in zip(dataset.stems, dataset.masks, strict=True):
         path = files[stem]
@@ -192,16 +118,22 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
         yield stem, labels
 
 
-def _mapping_predictions(predictions: Mapping, dataset: LoadedDataset):
+def _given_predictions(predictions, dataset: LoadedDataset, all_stems: list[str]):
+    """``(pairs, settings label)`` of a predictions folder or a ``stem -> label map`` dict."""
+    if isinstance(predictions, str | os.PathLike):
+        return _folder_predictions(predictions, dataset, all_stems), str(predictions)
+    if not isinstance(predictions, Mapping):
+        raise TypeError(
+            f"predictions must be a folder or a dict stem -> label map, got {type(predictions)}."
+        )
     missing = [s for s in dataset.stems if s not in predictions]
     if missing:
         raise ValueError(f"predictions has no label map for: {_stem_list(missing)}.")
-    for stem in dataset.stems:
-        yield stem, np.asarray(predictions[stem])
+    return ((s, np.asarray(predictions[s])) for s in dataset.stems), "in memory"
 
 
 def _model_predictions(model, dataset: LoadedDataset, batch_size: int, **predict_kwargs):
-    from unet_lib.inference.predictor import predict_batch
+    from unet_lib.inference import predict_batch
 
     for i in range(0, len(dataset), batch_size):  # equal-sized whole images share model calls
         images = dataset.images[i : i + batch_size]
@@ -210,99 +142,7 @@ def _model_predictions(model, dataset: LoadedDataset, batch_size: int, **predict
             yield stem, prediction.labels
 
 
-def _check_model(model, mapping) -> None:
-    out = model.output_shape
-    if isinstance(out, list):
-        raise ValueError("evaluate needs a model with one output (the class probabilities).")
-    need = mapping.model_num_classes
-    if out[-1] != need:
-        raise ValueError(
-            f"the model has {out[-1]} output channel(s) but the dataset has "
-            f"{mapping.num_classes} classes {list(mapping.class_names)}, which need {need}; "
-            "evaluate with the model trained on this data (or pass its labels=...)."
-        )
-
-
-def _model_channels(model) -> int | None:
-    shape = model.input_shape
-    if isinstance(shape, list):
-        raise ValueError("evaluate needs a model with one image input.")
-    return shape[-1] if shape[-1] in (1, 3) else None  # as inference.predict_folder
-
-
-# --------------------------------------------------------------------------- public API
-
-
-def evaluate(
-    model,
-    data,
-    *,
-    labels=None,
-    channels: int | None = None,
-    tta=False,
-    tile_size=None,
-    overlap: float = 0.25,
-    threshold: float = 0.5,
-    stems: Sequence[str] | None = None,
-    predictions=None,
-    batch_size: int = 4,
-    verbose: int = 0,
-) -> dict:
-    """Score a model, or given predictions, on a dataset: Dice, IoU, accuracy, Rand error.
-
-    Each image is predicted with :func:`unet_lib.inference.predictor.predict` (``tile_size``,
-    ``overlap``, ``tta``, ``threshold`` and ``batch_size`` are passed on). With
-    ``model=None``, ``predictions`` is scored instead: a folder of masks in the dataset's grey
-    encoding (see :func:`evaluate_folder`) or a dict ``stem -> (H, W)`` label map.
-
-    Per class ``k`` (``tp, fp, fn`` pooled over all images)::
-
-        dice = 2 tp / (2 tp + fp + fn)    iou = tp / (tp + fp + fn)
-        precision = tp / (tp + fp)        recall = tp / (tp + fn)
-        pixel_accuracy = sum_k tp_k / labelled pixels,  pixel_error = 1 - pixel_accuracy
-
-    A zero denominator gives NaN, left out of every mean. ``mean_dice`` / ``mean_iou``
-    average ``per_class`` over :func:`foreground_classes`; ``rand_error`` (binary only) is the
-    mean over images of :func:`rand_error`.
-
-    Args:
-        model: A Keras model with ``mapping.model_num_classes`` output channels, or ``None``.
-        data: A dataset folder (``images/``, ``masks/``, optional ``dataset.json``) or a
-            :class:`~unet_lib.data.LoadedDataset`.
-        labels: Label mapping overriding ``dataset.json`` (folder only).
-        channels: Convert images to 1 or 3 channels; default: the model's input channels.
-        tta: Test-time augmentation: ``False``, ``True`` (8 transforms) or a count 1..8.
-        tile_size: Predict in tiles of this size (``None``: whole images).
-        overlap: Tile overlap fraction in ``[0, 1)``.
-        threshold: Binary decision threshold on the foreground probability.
-        stems: Score only these images (e.g. the held-out split), in this order.
-        predictions: With ``model=None``: a predictions folder or a ``stem -> label map`` dict.
-        batch_size: Tiles (or images) per model call.
-        verbose: 1 prints one line per image.
-
-    Returns:
-        A JSON-ready dict (NaN where undefined; :func:`save_json` writes it as ``null``)::
-
-            {"num_images": 2, "classes": ["background", "membrane"],
-             "foreground_classes": ["membrane"],
-             "mean_dice": .., "mean_iou": .., "pixel_accuracy": .., "pixel_error": ..,
-             "rand_error": ..,                               # binary data only
-             "per_image_mean_dice": .., "per_image_mean_iou": ..,  # means of per-image means
-             "per_class": {"membrane": {"dice": .., "iou": .., "precision": .., "recall": ..,
-                                        "tp": .., "fp": .., "fn": ..}, ...},
-             "per_image": [{"stem": "a", "dice": {"background": .., "membrane": ..},
-                            "iou": {...}, "mean_dice": .., "mean_iou": ..,
-                            "pixel_accuracy": .., "rand_error": ..}, ...],
-             "settings": {"data": .., "predictions": .., "tta": .., ...}}
-
-    Raises:
-        ValueError: bad arguments, a model that does not fit the data, unknown stems.
-        DatasetError: dataset problems, missing / extra / malformed predictions.
-
-    Example:
-        >>> r = evaluate(model, "data/generated/binary_v1", tta=True)  # doctest: +SKIP
-        >>> r["mean_dice"], r["rand_error"]  # doctest: +SKIP
-    """
+def _check_arguments(model, predictions, tta, tile_size, batch_size, verbose) -> None:
     if (model is None) == (predictions is None):
         raise ValueError(
             "give either a model or predictions=... (a folder of masks or a stem -> label map "
@@ -312,81 +152,91 @@ def evaluate(
         raise ValueError(f"verbose must be an int (0 or 1), got {verbose!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (e.g. 4), got {batch_size!r}.")
-    if model is not None:
-        if channels is None:
-            channels = _model_channels(model)
-    elif tta or tile_size is not None:
+    if model is not None and list in (type(model.input_shape), type(model.output_shape)):
+        raise ValueError("evaluate needs a model with one image input and one output.")
+    if model is None and (tta or tile_size is not None):
         raise ValueError(
             "tta and tile_size apply when predicting with a model; predictions=... are scored "
             "as they are."
         )
+
+
+def _score(pairs, dataset: LoadedDataset, verbose: int) -> dict:
+    scorer = Scorer(dataset.mapping.class_names)
+    for i, ((stem, prediction), truth) in enumerate(zip(pairs, dataset.masks, strict=True)):
+        r = scorer.add(stem, truth, prediction)
+        if verbose:
+            rand = f"  rand error {r['rand_error']:.4f}" if "rand_error" in r else ""
+            print(f"evaluate {i + 1}/{len(dataset)} {stem}: dice {r['mean_dice']:.4f}{rand}")
+    return scorer.result()
+
+
+def evaluate(model, data, *, labels=None, channels: int | None = None, tta=False,
+             tile_size=None, overlap: float = 0.25, threshold: float = 0.5,
+             stems: Sequence[str] | None = None, predictions=None, batch_size: int = 4,
+             verbose: int = 0) -> dict:  # fmt: skip
+    """Score a model, or given predictions, on a dataset: Dice, IoU, accuracy, Rand error.
+
+    Args:
+        model: A Keras model with ``mapping.model_num_classes`` output channels, or ``None``
+            to score ``predictions``: a folder of masks in the dataset's grey encoding (see
+            :func:`evaluate_folder`) or a dict ``stem -> (H, W)`` label map.
+        data: A dataset folder or a :class:`~unet_lib.data.LoadedDataset`.
+        labels: Label mapping overriding ``dataset.json`` (folder only).
+        channels: Convert images to 1 or 3 channels; default: the model's input channels.
+        tta, tile_size, overlap, threshold, batch_size: Passed on to
+            :func:`unet_lib.inference.predict_batch` (``batch_size`` images or tiles a call).
+        stems: Score only these images (e.g. the held-out split), in this order.
+        verbose: 1 prints one line per image.
+
+    Returns:
+        The dict of :func:`.scoring.score_label_maps` (its formulas and keys; NaN where
+        undefined, ``null`` in :func:`save_json`) and ``"settings": {"data", "predictions",
+        "tta", "tile_size", "overlap", "threshold"}``.
+
+    Raises:
+        ValueError: bad arguments, a model that does not fit the data, unknown stems.
+        DatasetError: dataset problems, missing / extra / malformed predictions.
+
+    Example:
+        >>> evaluate(model, "data/isbi", tta=True)["rand_error"]  # doctest: +SKIP
+    """
+    _check_arguments(model, predictions, tta, tile_size, batch_size, verbose)
+    if model is not None and channels is None:  # as inference.predict_folder: 1, 3 or as stored
+        channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else None
     full = _load(data, labels, channels)
     dataset = _select(full, stems)
     settings: dict = {"data": None if isinstance(data, LoadedDataset) else str(data)}
     if model is not None:
-        _check_model(model, dataset.mapping)
-        pairs = _model_predictions(
-            model, dataset, tile_size=tile_size, overlap=overlap, tta=tta,
-            batch_size=batch_size, threshold=threshold,
-        )  # fmt: skip
-        settings.update(
-            predictions=None, tta=tta, tile_size=tile_size, overlap=overlap, threshold=threshold
-        )
-    elif isinstance(predictions, Mapping):
-        pairs = _mapping_predictions(predictions, dataset)
-        settings["predictions"] = "in memory"
-    elif isinstance(predictions, str | os.PathLike):
-        pairs = _folder_predictions(predictions, dataset, list(full.stems))
-        settings["predictions"] = str(predictions)
+        mapping, out = dataset.mapping, model.output_shape[-1]
+        if out != mapping.model_num_classes:
+            raise ValueError(
+                f"the model has {out} output channel(s) but the dataset has "
+                f"{mapping.num_classes} classes {list(mapping.class_names)}, which need "
+                f"{mapping.model_num_classes}; evaluate with the model trained on this data (or "
+                "pass its labels=...)."
+            )
+        options = {"tta": tta, "tile_size": tile_size, "overlap": overlap, "threshold": threshold}
+        pairs = _model_predictions(model, dataset, batch_size, **options)
+        settings.update(predictions=None, **options)
     else:
-        raise TypeError(
-            f"predictions must be a folder or a dict stem -> label map, got {type(predictions)}."
-        )
-    scorer = _Scorer(dataset.mapping.class_names)
-    for i, ((stem, prediction), truth) in enumerate(zip(pairs, dataset.masks, strict=True)):
-        scorer.add(stem, truth, prediction)
-        if verbose:
-            r = scorer.last_record()
-            rand = f"  rand error {r['rand_error']:.4f}" if "rand_error" in r else ""
-            print(f"evaluate {i + 1}/{len(dataset)} {stem}: dice {r['mean_dice']:.4f}{rand}")
-    result = scorer.result()
-    result["settings"] = settings
-    return result
+        pairs, settings["predictions"] = _given_predictions(predictions, dataset, full.stems)
+    return {**_score(pairs, dataset, verbose), "settings": settings}
 
 
 def evaluate_folder(
-    predictions_dir,
-    data,
-    *,
-    labels=None,
-    stems: Sequence[str] | None = None,
-    verbose: int = 0,
+    predictions_dir, data, *, labels=None, stems: Sequence[str] | None = None, verbose: int = 0
 ) -> dict:
     """Score a folder of predicted masks against a dataset (like nnU-Net's evaluate-folder).
 
-    ``predictions_dir`` holds one mask per image, ``<stem>.<png|tif|...>`` with the stems of
-    ``data/masks`` (or such files in ``predictions_dir/masks/``), in the dataset's own grey
-    encoding: each file is decoded with the dataset's class mapping (``dataset.json`` or
-    ``labels``), so masks written by any tool are scored exactly like :func:`evaluate` scores
-    a model. Predicted grey values outside the mapping are an error.
+    ``predictions_dir`` holds ``<stem>.<png|tif|...>`` per image (or such files in
+    ``predictions_dir/masks/``) in the dataset's grey encoding (``dataset.json`` or
+    ``labels``); unknown grey values, missing or extra stems (unless ``stems`` limits the
+    set) and sizes that differ from the masks raise a ``DatasetError``. Returns the dict of
+    :func:`evaluate`, e.g.::
 
-    Args:
-        predictions_dir: The folder of predicted masks.
-        data: The dataset folder (or a :class:`~unet_lib.data.LoadedDataset`).
-        labels: Label mapping overriding ``data/dataset.json``.
-        stems: Score only these images; predictions of other dataset images are ignored.
-        verbose: 1 prints one line per image.
-
-    Returns:
-        The dict of :func:`evaluate`.
-
-    Raises:
-        DatasetError: missing predictions (naming the stems; unless ``stems`` limits the
-            set), predictions that match no image, duplicate stems, unreadable files, sizes
-            that differ from the masks, unknown grey values.
-
-    Example:
         >>> r = evaluate_folder("other_tool/out", "data/isbi")  # doctest: +SKIP
     """
-    return evaluate(None, data, labels=labels, stems=stems, predictions=predictions_dir,
-                    verbose=verbose)  # fmt: skip
+    return evaluate(
+        None, data, labels=labels, stems=stems, predictions=predictions_dir, verbose=verbose
+    )

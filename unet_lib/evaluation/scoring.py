@@ -1,23 +1,21 @@
 """Scoring label maps: per-class Dice, IoU, precision, recall, pixel accuracy, Rand error.
 
-The function behind :func:`unet_lib.evaluation.evaluator.evaluate`: :func:`score_label_maps` takes
-truth and predicted label maps and returns the result dict (without ``"settings"``).
-Confusion counts come from :func:`unet_lib.metrics.confusion_counts` per image; Dice and
-IoU from :mod:`unet_lib.metrics`; the Rand error (binary data only) from
-:func:`.randerror.rand_error`. Pooled (dataset-level) scores sum the counts over all
-images; per-image scores are kept beside them.
+Confusion counts of each image come from :func:`unet_lib.targets.label_confusion_counts`;
+dataset-level scores pool them over all images. Per class ``k``::
 
-Ignored truth pixels (``IGNORE_LABEL``) count nowhere. Empty rule: a score whose
-denominator is 0 is NaN and left out of every mean. ``mean_dice`` / ``mean_iou`` average
-the :func:`foreground_classes`.
+    dice = 2 tp / (2 tp + fp + fn)    iou = tp / (tp + fp + fn)
+    precision = tp / (tp + fp)        recall = tp / (tp + fn)
+    pixel_accuracy = sum_k tp_k / labelled pixels,  pixel_error = 1 - pixel_accuracy
+
+Ignored truth pixels (``IGNORE_LABEL``) count nowhere. A zero denominator gives NaN, left
+out of every mean. ``mean_dice`` / ``mean_iou`` average the :func:`foreground_classes`;
+``rand_error`` (binary data only) is the mean over images of :func:`.randerror.rand_error`.
 
 Example:
-    >>> r = score_label_maps([np.array([[0, 1, 1]])], [np.array([[0, 1, 1]])], ["bg", "fg"])
-    >>> r["mean_dice"]
-    1.0
+    >>> r = score_label_maps([np.array([[0, 1, 1]])], [np.array([[0, 1, 0]])], ["bg", "fg"])
+    >>> round(r["per_class"]["fg"]["dice"], 3)  # tp=1 fp=0 fn=1: 2 / 3
+    0.667
 """
-
-from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -26,70 +24,58 @@ from keras import ops
 
 from unet_lib import IGNORE_LABEL
 from unet_lib.evaluation.randerror import rand_error
-from unet_lib.evaluation.report import _NAN, _num
-from unet_lib.metrics import confusion_counts, dice_from_counts, iou_from_counts
+from unet_lib.metrics import dice_from_counts, iou_from_counts
+from unet_lib.targets import label_confusion_counts
 
-__all__ = ["foreground_classes", "score_label_maps"]
+__all__ = ["BACKGROUND", "Scorer", "foreground_classes", "score_label_maps"]
 
-BACKGROUND = "background"
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    numerator = np.asarray(numerator, np.float64)
-    denominator = np.asarray(denominator, np.float64)
-    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
-    np.divide(numerator, denominator, out=out, where=denominator > 0)
-    return out
+BACKGROUND = "background"  # the class name that foreground_classes leaves out
 
 
-def _np(x) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(x), np.float64)
+def _ratio(numerator, denominator) -> np.ndarray:
+    """``numerator / denominator`` in float64, NaN where the denominator is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.asarray(numerator, np.float64) / np.asarray(denominator, np.float64)
+    return np.where(np.asarray(denominator) > 0, ratio, np.nan)
 
 
 def _mean(values) -> float:
-    """NaN-skipping mean (the empty rule of ``metrics.nanmean``), in float64; NaN if none."""
-    values = np.asarray([_num(v) for v in values], np.float64)
+    """NaN-skipping mean in float64; NaN if nothing is defined."""
+    values = np.asarray(list(values), np.float64)
     defined = values[~np.isnan(values)]
-    return float(defined.mean()) if defined.size else _NAN
+    return float(defined.mean()) if defined.size else np.nan
 
 
 def foreground_classes(class_names: Sequence[str]) -> list[str]:
     """The classes ``mean_dice`` / ``mean_iou`` average: all but one named ``background``.
 
-    Args:
-        class_names: Class names in class order.
-
-    Returns:
-        The names without ``"background"`` (case-insensitive); all of them if none is so named.
-
     Example:
-        >>> foreground_classes(["background", "membrane"])
-        ['membrane']
+        >>> foreground_classes(["Background", "membrane"]), foreground_classes(["a", "b"])
+        (['membrane'], ['a', 'b'])
     """
     names = [str(n) for n in class_names]
-    foreground = [n for n in names if n.lower() != BACKGROUND]
-    return foreground or names
+    return [n for n in names if n.lower() != BACKGROUND] or names
 
 
-# --------------------------------------------------------------------------- scoring
+class Scorer:
+    """:func:`score_label_maps` one image at a time: :meth:`add` each, then :meth:`result`.
 
-
-class _Scorer:
-    """Accumulates per-image confusion counts (via metrics.confusion_counts) and Rand errors."""
+    Example:
+        >>> scorer = Scorer(["background", "cell"])
+        >>> scorer.add("a", np.array([[0, 1]]), np.array([[0, 1]]))["mean_dice"]
+        1.0
+    """
 
     def __init__(self, class_names: Sequence[str]):
         self.class_names = [str(n) for n in class_names]
         if len(self.class_names) < 2:
             raise ValueError(f"need at least 2 classes, got {self.class_names}.")
-        self.num_labels = len(self.class_names)
-        self.binary = self.num_labels == 2
         self.foreground = foreground_classes(self.class_names)
         self._fg_index = [self.class_names.index(n) for n in self.foreground]
         self.counts: list[np.ndarray] = []  # (3, L) int64 per image: tp, fp, fn
-        self.rand: list[float] = []
-        self.stems: list[str] = []
+        self.records: list[dict] = []  # per image
 
-    def check(self, stem: str, truth, prediction) -> tuple[np.ndarray, np.ndarray]:
+    def _check(self, stem: str, truth, prediction) -> tuple[np.ndarray, np.ndarray]:
         truth, prediction = np.asarray(truth), np.asarray(prediction)
         if truth.ndim != 2 or truth.shape != prediction.shape:
             raise ValueError(
@@ -103,108 +89,83 @@ class _Scorer:
             )
         if truth.dtype.kind not in "ui":
             raise ValueError(f"{stem}: truth has dtype {truth.dtype}; give an int32 label map.")
-        k = self.num_labels
+        k = len(self.class_names)
         if truth.size and (truth.min() < IGNORE_LABEL or truth.max() >= k):
             raise ValueError(f"{stem}: truth holds values outside {IGNORE_LABEL}..{k - 1}.")
-        valid = truth != IGNORE_LABEL
-        prediction = np.where(valid, prediction, 0).astype(np.int32)  # ignored: never looked at
-        if prediction.size and (prediction.min() < 0 or prediction.max() >= k):
-            bad = np.unique(prediction[(prediction < 0) | (prediction >= k)]).tolist()
-            raise ValueError(f"{stem}: prediction holds labels {bad} outside 0..{k - 1}.")
-        return truth.astype(np.int32), prediction
+        return truth, prediction
 
-    def add(self, stem: str, truth, prediction) -> None:
-        truth, prediction = self.check(stem, truth, prediction)
-        if self.binary:
-            y_pred, num_classes = prediction[None, :, :, None].astype(np.float32), 1
-        else:
-            y_pred = np.eye(self.num_labels, dtype=np.float32)[prediction][None]
-            num_classes = self.num_labels
-        tp, fp, fn = confusion_counts(truth[None], y_pred, num_classes, ignore_class=IGNORE_LABEL)
-        self.counts.append(np.rint(np.stack([_np(tp), _np(fp), _np(fn)])).astype(np.int64))
-        self.stems.append(str(stem))
-        if self.binary:
-            self.rand.append(rand_error(truth, prediction))
-
-    def last_record(self) -> dict:
-        return self._record(len(self.stems) - 1)
-
-    def _record(self, i: int) -> dict:
-        tp, fp, fn = self.counts[i]
-        dice, iou = _np(dice_from_counts(tp, fp, fn)), _np(iou_from_counts(tp, fp, fn))
-        record = {
-            "stem": self.stems[i],
-            "dice": dict(zip(self.class_names, dice.tolist(), strict=True)),
-            "iou": dict(zip(self.class_names, iou.tolist(), strict=True)),
+    def _scores(self, tp, fp, fn) -> dict:
+        dice = np.asarray(ops.convert_to_numpy(dice_from_counts(tp, fp, fn)), np.float64)
+        iou = np.asarray(ops.convert_to_numpy(iou_from_counts(tp, fp, fn)), np.float64)
+        return {
+            "dice": dice,
+            "iou": iou,
             "mean_dice": _mean(dice[self._fg_index]),
             "mean_iou": _mean(iou[self._fg_index]),
             "pixel_accuracy": float(_ratio(tp.sum(), tp.sum() + fn.sum())),
         }
-        if self.binary:
-            record["rand_error"] = float(self.rand[i])
-        return record
+
+    def add(self, stem: str, truth, prediction) -> dict:
+        """Score one ``(H, W)`` truth / prediction pair; returns its ``per_image`` record."""
+        truth, prediction = self._check(stem, truth, prediction)
+        try:
+            counts = label_confusion_counts(truth, prediction, len(self.class_names))
+        except ValueError as err:  # a prediction outside 0..L-1: name the image
+            raise ValueError(f"{stem}: {err}") from None
+        self.counts.append(np.stack(counts).astype(np.int64))
+        scores = self._scores(*self.counts[-1])
+        for key in ("dice", "iou"):
+            scores[key] = dict(zip(self.class_names, scores[key].tolist(), strict=True))
+        if len(self.class_names) == 2:
+            scores["rand_error"] = float(rand_error(truth, prediction))
+        self.records.append({"stem": str(stem), **scores})
+        return self.records[-1]
 
     def result(self) -> dict:
-        if not self.stems:
+        """The dict of :func:`score_label_maps` for every image added."""
+        if not self.records:
             raise ValueError("no images to evaluate.")
         tp, fp, fn = np.sum(self.counts, axis=0)
-        dice, iou = _np(dice_from_counts(tp, fp, fn)), _np(iou_from_counts(tp, fp, fn))
-        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        accuracy = float(_ratio(tp.sum(), tp.sum() + fn.sum()))
-        per_image = [self._record(i) for i in range(len(self.stems))]
-        per_class = {
-            name: {
-                "dice": float(dice[k]),
-                "iou": float(iou[k]),
-                "precision": float(precision[k]),
-                "recall": float(recall[k]),
-                "tp": int(tp[k]),
-                "fp": int(fp[k]),
-                "fn": int(fn[k]),
-            }
-            for k, name in enumerate(self.class_names)
-        }
+        scores = self._scores(tp, fp, fn)
+        columns = {"dice": scores["dice"], "iou": scores["iou"], "precision": _ratio(tp, tp + fp)}
+        columns.update(recall=_ratio(tp, tp + fn), tp=tp, fp=fp, fn=fn)
         result = {
-            "num_images": len(self.stems),
+            "num_images": len(self.records),
             "classes": list(self.class_names),
             "foreground_classes": list(self.foreground),
-            "mean_dice": _mean(dice[self._fg_index]),
-            "mean_iou": _mean(iou[self._fg_index]),
-            "pixel_accuracy": accuracy,
-            "pixel_error": 1.0 - accuracy,
+            **{key: scores[key] for key in ("mean_dice", "mean_iou", "pixel_accuracy")},
+            "pixel_error": 1.0 - scores["pixel_accuracy"],
         }
-        if self.binary:
-            result["rand_error"] = _mean(self.rand)
-        result["per_image_mean_dice"] = _mean(r["mean_dice"] for r in per_image)
-        result["per_image_mean_iou"] = _mean(r["mean_iou"] for r in per_image)
-        result["per_class"] = per_class
-        result["per_image"] = per_image
-        return result
+        if len(self.class_names) == 2:
+            result["rand_error"] = _mean(r["rand_error"] for r in self.records)
+        return {
+            **result,
+            "per_image_mean_dice": _mean(r["mean_dice"] for r in self.records),
+            "per_image_mean_iou": _mean(r["mean_iou"] for r in self.records),
+            "per_class": {
+                name: {key: column[k].item() for key, column in columns.items()}
+                for k, name in enumerate(self.class_names)
+            },
+            "per_image": [dict(r) for r in self.records],
+        }
 
 
-def score_label_maps(
-    truths: Sequence[np.ndarray],
-    predictions: Sequence[np.ndarray],
-    class_names: Sequence[str],
-    *,
-    stems: Sequence[str] | None = None,
-) -> dict:
-    """Score predicted label maps against the truth (the function behind :func:`evaluate`).
+def score_label_maps(truths, predictions, class_names: Sequence[str], *, stems=None) -> dict:
+    """Score predicted label maps against the truth (the function behind ``evaluate``).
 
-    Args:
-        truths: ``int32`` ``(H, W)`` label maps ``0 .. K-1``, ``IGNORE_LABEL`` = ignored.
-        predictions: Integer ``(H, W)`` label maps of the same shapes (any value where the
-            truth is ignored).
-        class_names: The ``K >= 2`` class names, in class order.
-        stems: A name per image (default ``"0"``, ``"1"``, ...).
+    ``truths`` are ``(H, W)`` integer label maps ``0 .. K-1`` (``IGNORE_LABEL``: ignored),
+    ``predictions`` integer label maps of the same shapes, ``class_names`` the ``K >= 2``
+    class names in class order, ``stems`` a name per image (default ``"0"``, ``"1"``, ...).
 
     Returns:
-        The result dict described in :func:`evaluate` (without ``"settings"``).
+        A dict, NaN where undefined (``null`` in :func:`.report.save_json`)::
 
-    Example:
-        >>> r = score_label_maps([np.array([[0, 1, 1]])], [np.array([[0, 1, 0]])], ["bg", "fg"])
-        >>> round(r["per_class"]["fg"]["dice"], 3)  # tp=1 fp=0 fn=1: 2 / 3
-        0.667
+            {"num_images", "classes", "foreground_classes", "mean_dice", "mean_iou",
+             "pixel_accuracy", "pixel_error", "rand_error" (binary only),
+             "per_image_mean_dice", "per_image_mean_iou",  # means of per-image means
+             "per_class": {name: {"dice", "iou", "precision", "recall", "tp", "fp", "fn"}},
+             "per_image": [{"stem", "dice": {name: ..}, "iou": {name: ..}, "mean_dice",
+                            "mean_iou", "pixel_accuracy", "rand_error"}, ...]}
     """
     truths, predictions = list(truths), list(predictions)
     stems = [str(i) for i in range(len(truths))] if stems is None else [str(s) for s in stems]
@@ -213,7 +174,7 @@ def score_label_maps(
             f"got {len(truths)} truths, {len(predictions)} predictions and {len(stems)} stems; "
             "give one of each per image."
         )
-    scorer = _Scorer(class_names)
+    scorer = Scorer(class_names)
     for stem, truth, prediction in zip(stems, truths, predictions, strict=True):
         scorer.add(stem, truth, prediction)
     return scorer.result()
