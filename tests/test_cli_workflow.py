@@ -163,3 +163,41 @@ def test_traceback_on_request(tmp_path):
     loud = subprocess.run(args[:3] + ["--traceback"] + args[3:], capture_output=True, text=True,
                           cwd=tmp_path)  # fmt: skip
     assert loud.returncode == 1 and "Traceback" in loud.stderr
+
+
+def test_a_registered_loss_trains_from_the_command_line(data, tmp_path, monkeypatch):
+    """Adding a loss: one function and one registry line; --loss then offers it."""
+    from unet_lib.losses import DiceCELoss
+    from unet_lib.training import LOSSES
+
+    def light_ce(class_weights, ignore_class):
+        return DiceCELoss(dice_weight=0.5, ignore_class=ignore_class)
+
+    monkeypatch.setitem(LOSSES, "light_ce", light_ce)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--epochs", "1",
+            "--steps-per-epoch", "1", "--loss", "light_ce", "--quiet", *TINY]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["loss"] == "light_ce"
+
+
+def test_every_train_flag_has_help_and_its_default(capsys):
+    import argparse
+
+    from unet_lib.cli.workflow import add_train
+
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    expected = [
+        "--epochs N epochs to train (default: 50)",
+        "--batch-size N images per step and replica (default: derived from the data; 8",
+        "--loss {dice_ce,dice,ce,focal,tversky}",
+        "--time-budget MINUTES",
+        "--no-auto-configure switch off",
+        "--val-data DIR | --val-fraction F",
+    ]
+    for flag in expected:
+        assert flag in text, flag
+    parser = add_train(argparse.ArgumentParser().add_subparsers())
+    for action in parser._actions:
+        assert action.help, action.option_strings

@@ -188,22 +188,22 @@ def test_evaluation_settings_are_decided_on_validation(tiny_data, tmp_path):
 
 
 def test_validation_counts_and_dice_by_hand():
-    from unet_lib.training.loop import _foreground_counts, _mean_dice
+    from unet_lib.training.calibration import foreground_counts, mean_dice
 
     # binary: probabilities 0.2 0.4 0.6 0.8 against truth 0 1 1 -1 (the last ignored)
     p = np.array([[[0.2], [0.4], [0.6], [0.8]]], np.float32)
     m = np.array([[0, 1, 1, -1]])
     # threshold 0.5: predicted 0 0 1 (ignored pixel dropped) -> tp 1, fp 0, fn 1
-    np.testing.assert_array_equal(_foreground_counts(p, m, 0.5, True), [[1], [0], [1]])
+    np.testing.assert_array_equal(foreground_counts(p, m, 0.5), [[1], [0], [1]])
     # threshold 0.3: predicted 0 1 1 -> tp 2: Dice 1
-    assert _mean_dice(_foreground_counts(p, m, 0.3, True)) == 1.0
-    assert _mean_dice(_foreground_counts(p, m, 0.5, True)) == pytest.approx(2 / 3)  # 2/(2+1)
+    assert mean_dice(foreground_counts(p, m, 0.3)) == 1.0
+    assert mean_dice(foreground_counts(p, m, 0.5)) == pytest.approx(2 / 3)  # 2/(2+1)
     # three classes by argmax: truth 0 1 2 2, predicted 0 1 1 2
     p3 = np.eye(3, dtype=np.float32)[[0, 1, 1, 2]][None]
-    c = _foreground_counts(p3, np.array([[0, 1, 2, 2]]), 0.5, False)
+    c = foreground_counts(p3, np.array([[0, 1, 2, 2]]), 0.5)
     np.testing.assert_array_equal(c, [[1, 1], [1, 0], [0, 1]])  # class 1: tp1 fp1; 2: tp1 fn1
-    assert _mean_dice(c) == pytest.approx((2 / 3 + 2 / 3) / 2)
-    assert _mean_dice(np.zeros((3, 2), int)) == 0.0  # nothing anywhere
+    assert mean_dice(c) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert mean_dice(np.zeros((3, 2), int)) == 0.0  # nothing anywhere
 
 
 def test_bad_evaluation_options_fail_early():

@@ -1,4 +1,5 @@
-"""Tests for unet_lib.training.loop: the run folder, resume, determinism, NaN, time budget."""
+"""Tests for unet_lib.training: the run folder, resume, determinism, NaN, time budget,
+the registries and the one learning-rate rule."""
 
 from __future__ import annotations
 
@@ -219,37 +220,70 @@ def test_resumed_run_reuses_the_stored_split(tiny_data, tmp_path):
     ],
 )
 def test_evaluation_settings_read_from_a_run_config(config, expected):
-    from unet_lib.training.loop import evaluation_settings
+    from unet_lib.training import evaluation_settings
 
     assert evaluation_settings(config) == expected
 
 
 def test_validation_set_padded_for_replicas_with_ignored_copies():
     from unet_lib import IGNORE_LABEL
-    from unet_lib.training.loop import _even_for_replicas
+    from unet_lib.training.datasets import even_for_replicas
 
     images = [np.full((4, 4, 1), i, np.uint8) for i in range(5)]
     masks = [np.full((4, 4), i % 2, np.int32) for i in range(5)]  # mapped label maps
-    padded_images, padded_masks = _even_for_replicas(images, masks, 2)
+    padded_images, padded_masks = even_for_replicas(images, masks, 2)
     assert len(padded_images) == len(padded_masks) == 6  # 5 -> the next multiple of 2
     assert padded_images[5] is images[0] and (padded_masks[5] == IGNORE_LABEL).all()
-    assert _even_for_replicas(images, masks, 1) == (images, masks)  # one device: as given
-    assert _even_for_replicas(images[:4], masks[:4], 2) == (images[:4], masks[:4])
+    assert even_for_replicas(images, masks, 1) == (images, masks)  # one device: as given
+    assert even_for_replicas(images[:4], masks[:4], 2) == (images[:4], masks[:4])
 
 
 def test_validation_images_of_different_sizes_refused_on_several_replicas():
     """They go one per batch, which two replicas cannot split (TensorFlow's AddN error for
     [1, ...] vs [0, ...], seen with 2 images of 32² and 48² on "cpu:2"): an even count too."""
-    from unet_lib.training.loop import _even_for_replicas
+    from unet_lib.training.datasets import even_for_replicas
 
     images = [np.zeros((32, 32, 1), np.uint8), np.zeros((48, 48, 1), np.uint8)]
     masks = [np.zeros((32, 32), np.uint8), np.zeros((48, 48), np.uint8)]
     with pytest.raises(ValueError, match="different sizes cannot be split over 2 replicas"):
-        _even_for_replicas(images, masks, 2)
-    assert _even_for_replicas(images, masks, 1) == (images, masks)
+        even_for_replicas(images, masks, 2)
+    assert even_for_replicas(images, masks, 1) == (images, masks)
 
 
 def test_paths_are_stored_as_text(tmp_path):
     config = TrainConfig(data=tmp_path / "train", val_data=tmp_path / "val")
     assert config.val_data == str(tmp_path / "val") and config.data == str(tmp_path / "train")
     json.dumps(config.to_dict())  # config.json: a Path here failed to serialise
+
+
+def test_keras_objects_are_accepted_and_stored(tiny_data, tmp_path):
+    from unet_lib.losses import DiceLoss
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+    result = train(tiny_data, tmp_path / "run", epochs=1, loss=DiceLoss(name="my_dice"),
+                   optimizer="sgd", schedule=schedule, **TINY)  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["loss"]["config"]["name"] == "my_dice"  # the serialised Keras object
+    assert config["schedule"]["class_name"] == "ExponentialDecay"
+    assert result.model.optimizer.__class__.__name__ == "SGD"
+    assert TrainConfig.from_dict(config).loss == config["loss"]  # config.json reads back
+    with pytest.raises(ValueError, match="optimizer must be one of .* or a keras.optimizers"):
+        TrainConfig(optimizer=3)
+
+
+def test_one_learning_rate_rule_for_epochs_and_time_budgets():
+    """The cosine rule with warm-up, read per step by an epoch run and per fraction of the
+    time used by a budget: the same value at the same share of training."""
+    from unet_lib.training import TimeBudget
+    from unet_lib.training.registry import learning_rate
+
+    config = TrainConfig(epochs=20, warmup_epochs=1)  # warm-up: 5 % of 20 epochs
+    by_steps = learning_rate(config, steps_per_epoch=500)  # 10,000 steps, as TimeBudget
+    budget = TimeBudget(60, config.learning_rate, warmup_fraction=0.05)
+    for fraction in (0.0, 0.025, 0.05, 0.3, 0.75, 1.0):
+        expected = float(keras.ops.convert_to_numpy(by_steps(fraction * 10_000)))
+        assert budget.learning_rate_at(fraction) == pytest.approx(expected, rel=1e-6)
+    assert budget.learning_rate_at(1.0) == pytest.approx(1e-5)  # 1 % of the peak at the end
+    assert TimeBudget(60, 1e-3, schedule="constant").learning_rate_at(0.5) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="plateau.*cannot follow a time budget"):
+        TrainConfig(schedule="plateau", time_budget_minutes=1)

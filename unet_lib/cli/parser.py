@@ -1,21 +1,10 @@
-"""Command line: ``python -m unet_lib <command> ...`` (also installed as ``unet-lib``).
-
-Commands:
-
-* ``check --data DIR [--labels JSON_OR_FILE] [--channels N]`` - validate a dataset folder:
-  print its summary and exit 0, or list every problem (one per line, naming the file) and
-  exit 1.
-* ``generate [--out DIR] [--kind binary|multiclass] [--num-images N] [--size S] [--seed S]
-  [--overwrite]`` - write the built-in synthetic dataset.
-* ``train``, ``evaluate``, ``predict``, ``demo`` - the workflow (:mod:`unet_lib.cli.workflow`).
-
-Each command is a pair ``add(subparsers)`` / ``run(args) -> int`` registered in
-:data:`COMMANDS`. Errors print one line (no traceback unless ``--traceback``) and exit 1.
-Heavy imports happen inside the ``_run_`` functions, so ``--help`` stays fast.
+"""Command line: ``python -m unet_lib <command> ...``: ``check`` and ``generate`` here, the
+workflow (train, evaluate, predict, demo) in :mod:`unet_lib.cli.workflow`. Each command is
+an ``add(subparsers)`` / ``run(args) -> int`` pair in :data:`COMMANDS`; errors print one line
+(a traceback with ``--traceback``) and exit 1; heavy imports wait for ``run``.
 
 Example:
     >>> main(["check", "--data", "data/generated/binary_v1"])  # doctest: +SKIP
-    0
 """
 
 from __future__ import annotations
@@ -26,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from unet_lib.cli.workflow import COMMANDS as WORKFLOW_COMMANDS
+from unet_lib.cli.workflow import add_command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -34,92 +24,83 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-# --------------------------------------------------------------------------------------
-# check
-# --------------------------------------------------------------------------------------
+def _print_problems(error) -> None:
+    """A :class:`~unet_lib.data.DatasetError`: its header, then every problem on its line."""
+    print(getattr(error, "header", "dataset problems:"), file=sys.stderr)
+    for problem in error.problems:
+        print(problem, file=sys.stderr)
 
 
 def _add_check(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    return add_command(
+        sub,
         "check",
-        help="validate a dataset folder (images/, masks/, optional dataset.json)",
-        description="Validate a dataset folder before training: print its summary, or list "
-        "every problem (one per line, naming the file) and exit 1.",
+        "validate a dataset folder (images/, masks/, optional dataset.json)",
+        "Validate a dataset folder before training: print its summary, or list every problem "
+        "(one per line, naming the file) and exit 1.",
+        {
+            "--data": dict(required=True, metavar="DIR", help="folder with images/ and masks/"),
+            "--labels": dict(
+                metavar="JSON_OR_FILE",
+                help="label mapping overriding DIR/dataset.json: a JSON string such as "
+                '\'{"labels": {"background": 255, "membrane": 0}}\' or the path of a JSON file',
+            ),
+            "--channels": dict(
+                type=int, choices=(1, 3), help="convert every image to 1 (grey) or 3 (RGB)"
+            ),
+        },
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/")
-    p.add_argument(
-        "--labels",
-        metavar="JSON_OR_FILE",
-        help="label mapping overriding DIR/dataset.json: a JSON string such as "
-        '\'{"labels": {"background": 255, "membrane": 0}}\' or the path of a JSON file',
-    )
-    p.add_argument(
-        "--channels", type=int, choices=(1, 3), help="convert every image to 1 (grey) or 3 (RGB)"
-    )
-    return p
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from unet_lib.data.folder import DatasetError, validate_dataset
+    from unet_lib.data import DatasetError, validate_dataset
 
     try:
         summary = validate_dataset(args.data, labels=args.labels, channels=args.channels)
     except DatasetError as e:
-        print(e.header, file=sys.stderr)
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(e)
         return 1
     print(summary.format())
     return 0
 
 
-# --------------------------------------------------------------------------------------
-# generate
-# --------------------------------------------------------------------------------------
-
-
 def _add_generate(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    return add_command(
+        sub,
         "generate",
-        help="write the built-in synthetic dataset",
-        description="Write a synthetic dataset (images/, masks/, dataset.json). Same seed, "
-        "same files.",
+        "write the built-in synthetic dataset",
+        "Write a synthetic dataset (images/, masks/, dataset.json). Same seed, same files.",
+        {
+            "--out": dict(
+                metavar="DIR",
+                help="folder to create (default: data/generated/<kind>_v<version>, or under "
+                "$UNET_DATA_DIR)",
+            ),
+            "--kind": dict(
+                choices=("binary", "multiclass"),
+                default="binary",
+                help="binary: membranes (grey); multiclass: nuclei/rods/granules (RGB)",
+            ),
+            "--num-images": dict(type=int, default=48, metavar="N", help="default 48"),
+            "--size": dict(type=int, default=128, metavar="S", help="image side, default 128"),
+            "--seed": dict(type=int, default=0, metavar="S", help="default 0"),
+            "--overwrite": dict(action="store_true", help="replace an existing generated set"),
+        },
     )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="folder to create (default: data/generated/<kind>_v<version>, or under "
-        "$UNET_DATA_DIR)",
-    )
-    p.add_argument(
-        "--kind",
-        choices=("binary", "multiclass"),
-        default="binary",
-        help="binary: membranes (grey); multiclass: nuclei/rods/granules (RGB)",
-    )
-    p.add_argument("--num-images", type=int, default=48, metavar="N", help="default 48")
-    p.add_argument("--size", type=int, default=128, metavar="S", help="image side, default 128")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="default 0")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
-    return p
 
 
 def _run_generate(args: argparse.Namespace) -> int:
     import time
 
-    from unet_lib.data.synthetic import default_data_dir, make_synthetic_dataset
+    from unet_lib.data import default_data_dir, make_synthetic_dataset
 
     out = args.out if args.out is not None else default_data_dir(args.kind)
     start = time.perf_counter()
     try:
         path = make_synthetic_dataset(
-            out,
-            kind=args.kind,
-            num_images=args.num_images,
-            size=args.size,
-            seed=args.seed,
+            out, kind=args.kind, num_images=args.num_images, size=args.size, seed=args.seed,
             overwrite=args.overwrite,
-        )
+        )  # fmt: skip
     except (ValueError, FileExistsError, OSError) as e:
         _error(str(e))
         return 1
@@ -129,10 +110,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-# --------------------------------------------------------------------------------------
-# main
-# --------------------------------------------------------------------------------------
 
 #: name -> (add the sub-parser, run it). Add new commands here.
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -161,15 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 = success).
-
-    Args:
-        argv: arguments without the program name; ``None`` reads ``sys.argv[1:]``.
-
-    Returns:
-        ``0`` on success, ``1`` when the command failed (problems printed on stderr),
-        ``2`` for a usage error.
-    """
+    """Run the command line; returns the exit status: ``0`` success, ``1`` the command failed
+    (problems printed on stderr), ``2`` a usage error. ``argv`` excludes the program name
+    (``None``: ``sys.argv[1:]``)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -184,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback or os.environ.get("UNET_TRACEBACK") == "1":
             raise
         if hasattr(error, "problems"):  # DatasetError: every problem, one per line
-            print(getattr(error, "header", "dataset problems:"), file=sys.stderr)
-            for problem in error.problems:
-                print(problem, file=sys.stderr)
+            _print_problems(error)
         else:
             _error(f"{error}")
         return 1

@@ -1,147 +1,113 @@
 """The workflow sub-commands of ``python -m unet_lib``: train, evaluate, predict, demo.
 
-Each is a thin layer over the library function of the same name, so the shell and the
-notebook give the same results. Options a user leaves out are not passed on, so the
-library's defaults (and a resumed run's stored settings) apply.
+Each is a thin layer over the library function of the same name. The ``train`` flags are
+generated from :class:`~unet_lib.training.TrainConfig`'s field metadata; options left out
+are not passed on, so the library's defaults (and a resumed run's settings) apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+
+_TYPES = {"int": (int, "N"), "float": (float, "F")}
+_RUN_FLAGS = {  # train()'s own arguments, and the one flag that shapes another option
+    "--elastic": dict(action="store_true", help="add elastic deformation to the augmentation"),
+    "--devices": dict(
+        metavar="SPEC",
+        help="cpu, cpu:N (N logical CPUs), gpu, gpu:0,1 (default: "
+        "UNET_DEVICES, else all GPUs); several: MirroredStrategy, TF_CONFIG workers: "
+        "MultiWorkerMirroredStrategy; --batch-size is per replica",
+    ),  # fmt: skip
+    "--tensorboard": dict(action="store_true", help="write RUN/tensorboard logs"),
+    "--overwrite": dict(action="store_true", help="start afresh in --out"),
+    "--quiet": dict(action="store_true", help="one line per epoch, no progress bar"),
+}
+
+
+def add_command(sub, name: str, help: str, description: str, arguments: dict):
+    """A sub-command's parser with ``arguments``: ``{flag: add_argument keyword arguments}``."""
+    p = sub.add_parser(name, help=help, description=description)
+    for flag, kwargs in arguments.items():
+        p.add_argument(flag, **kwargs)
+    return p
 
 
 # ----------------------------------------------------------------------------- train
 def add_train(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
-        help="train a U-Net on a dataset folder into a run folder (resumable)",
-        description="Train a U-Net. Rerunning the same command on the same --out resumes "
-        "after the last finished epoch.",
+        "train a U-Net on a dataset folder into a run folder (resumable)",
+        "Train a U-Net. Rerunning the same command on the same --out resumes after the last "
+        "finished epoch. Options not given are derived from the data (see --no-auto-configure).",
+        {
+            "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
+            "--out": dict(required=True, metavar="RUN", help="run folder to write"),
+        },
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/, masks/")
-    p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
-    val = p.add_mutually_exclusive_group()
-    val.add_argument("--val-data", metavar="DIR", help="a separate validation folder")
-    val.add_argument("--val-fraction", type=float, metavar="F", help="default 0.2")
-    p.add_argument("--split", choices=("random", "contiguous"), help="validation split kind")
-    p.add_argument("--labels", metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
-    p.add_argument("--channels", type=int, choices=(1, 3), help="convert images to 1 or 3")
-    p.add_argument("--epochs", type=int, metavar="N")
-    p.add_argument(
-        "--time-budget", type=float, metavar="MINUTES", help="train for this wall-clock time"
-    )
-    p.add_argument("--steps-per-epoch", type=int, metavar="N")
-    p.add_argument("--batch-size", type=int, metavar="B")
-    p.add_argument("--patch-size", type=int, metavar="P", help="random crops of P x P")
-    p.add_argument(
-        "--foreground-fraction",
-        type=float,
-        metavar="F",
-        help="share of patches centred on a foreground pixel (nnU-Net: 0.33)",
-    )
-    p.add_argument("--base-filters", type=int, metavar="F")
-    p.add_argument("--depth", type=int, metavar="D")
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--dropout", type=float, metavar="R")
-    p.add_argument("--upsampling", choices=("transpose", "bilinear"))
-    p.add_argument("--padding", choices=("same", "valid"))
-    p.add_argument("--loss", choices=("dice_ce", "dice", "ce", "focal", "tversky"))
-    p.add_argument("--class-weights", metavar="W", help="'balanced' or one weight per class: 1,5,2")
-    p.add_argument("--weight-map", action="store_true", help="the U-Net paper's weight map")
-    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    p.add_argument("--learning-rate", type=float, metavar="LR")
-    p.add_argument("--schedule", choices=("constant", "cosine", "plateau"))
-    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
-    p.add_argument("--elastic", action="store_true", help="add elastic deformation")
-    p.add_argument("--seed", type=int, metavar="S")
-    p.add_argument("--deterministic", action="store_true", help="reproducible on this CPU")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16", "float16"))
-    p.add_argument(
-        "--devices",
-        metavar="SPEC",
-        help="cpu, cpu:N (N logical CPU devices), gpu, gpu:0,1 (default: UNET_DEVICES, else "
-        "all GPUs); several devices train with MirroredStrategy, TF_CONFIG with several "
-        "workers with MultiWorkerMirroredStrategy; --batch-size is per replica",
-    )
-    p.add_argument(
-        "--no-auto-configure",
-        action="store_true",
-        help="use the library's fixed defaults instead of deriving them from the data",
-    )
-    p.add_argument(
-        "--eval-tta",
-        choices=("auto", "on", "off"),
-        help="test-time augmentation when evaluating (auto: if it helps on validation)",
-    )
-    p.add_argument("--tensorboard", action="store_true", help="write RUN/tensorboard logs")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in --out")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_config_flags(p)
+    for flag, kwargs in _RUN_FLAGS.items():
+        p.add_argument(flag, **kwargs)
     return p
 
 
-_TRAIN_OPTIONS = {
-    "foreground_fraction": "foreground_fraction",
-    "val_data": "val_data",
-    "val_fraction": "val_fraction",
-    "split": "split",
-    "labels": "labels",
-    "channels": "channels",
-    "epochs": "epochs",
-    "time_budget": "time_budget_minutes",
-    "steps_per_epoch": "steps_per_epoch",
-    "batch_size": "batch_size",
-    "patch_size": "patch_size",
-    "base_filters": "base_filters",
-    "depth": "depth",
-    "batch_norm": "batch_norm",
-    "dropout": "dropout",
-    "upsampling": "upsampling",
-    "padding": "padding",
-    "loss": "loss",
-    "optimizer": "optimizer",
-    "learning_rate": "learning_rate",
-    "schedule": "schedule",
-    "seed": "seed",
-    "precision": "precision",
-}
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field that has one, built from its metadata: the
+    help text with the default (or "derived from the data"), type, choices and action."""
+    from unet_lib.training import TrainConfig
+
+    groups = {}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        kwargs = dict(meta["argparse"])
+        group = kwargs.pop("group", None)
+        if group and group not in groups:
+            groups[group] = parser.add_mutually_exclusive_group()
+        flag = meta["flag"] if isinstance(meta["flag"], str) else f"--{f.name.replace('_', '-')}"
+        if flag.startswith("--no-"):
+            kwargs.update(action="store_const", const=False)
+        elif isinstance(f.default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        else:
+            kind, metavar = _TYPES.get(f.type.split(" ")[0], (str, "TEXT"))
+            kwargs["type"] = kind
+            kwargs.setdefault("metavar", None if "choices" in kwargs else metavar)
+        help = f"{'switch off ' if flag.startswith('--no-') else ''}{meta['help']}"
+        help = f"{help} (default: {_default(f)})".replace("%", "%%")
+        groups.get(group, parser).add_argument(flag, dest=f.name, default=None, help=help, **kwargs)
+
+
+def _default(f) -> str:
+    if not f.metadata["derived"]:
+        return "none" if f.default is None else str(f.default)
+    return "derived from the data" + (
+        "" if f.default is None else f"; {f.default} with --no-auto-configure"
+    )
 
 
 def train_options(args: argparse.Namespace) -> dict:
     """The :func:`unet_lib.train` keyword arguments for the options given on the line."""
-    options = {
-        key: getattr(args, name)
-        for name, key in _TRAIN_OPTIONS.items()
-        if getattr(args, name) is not None
-    }
-    if isinstance(options.get("labels"), str):
-        from unet_lib.data.folder import load_label_mapping
+    from unet_lib.training import TrainConfig
 
-        options["labels"] = load_label_mapping(args.data, args.labels).to_dict()
-    if args.class_weights is not None:
-        text = args.class_weights.strip()
-        options["class_weights"] = (
-            "balanced" if text == "balanced" else [float(v) for v in text.split(",")]
-        )
-    if args.weight_map:
-        options["weight_map"] = True
-    if args.deterministic:
-        options["deterministic"] = True
-    if args.no_auto_configure:
-        options["auto_configure"] = False
-    if args.eval_tta is not None:
-        options["eval_tta"] = {"auto": "auto", "on": True, "off": False}[args.eval_tta]
-    if args.no_augment:
-        options["augment"] = False
-    elif args.elastic:
+    options = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None) if f.metadata["flag"] else None
+        if value is not None:
+            convert = f.metadata["convert"]
+            options[f.name] = convert(value) if convert else value
+    if args.elastic and options.get("augment") is not False:
         options["augment"] = {"elastic": True}
     return options
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from unet_lib.evaluation.evaluator import format_report
-    from unet_lib.training.loop import train
+    from unet_lib.evaluation import format_report
+    from unet_lib.training import train
 
     result = train(
         args.data,
@@ -152,8 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
         devices=args.devices,
         **train_options(args),
     )
-    state = result.state
-    devices = result.config.devices or {}
+    state, devices = result.state, result.config.devices or {}
     print(
         f"train: {state['epochs_done']} epochs in {state['train_seconds']:.0f} s "
         f"({state['stopped_reason']}); best {state['monitor']} {state['best_score']:.4f} at "
@@ -161,14 +126,13 @@ def run_train(args: argparse.Namespace) -> int:
         f"{devices.get('replicas')} replica(s); model: {result.run_dir / 'best.keras'}"
     )
     if result.config.val_stems:
-        report = _evaluate_run(result)
-        print(format_report(report))
+        print(format_report(_evaluate_run(result)))
     return 0
 
 
 def _evaluate_run(result) -> dict:
-    from unet_lib.evaluation.evaluator import evaluate, save_json
-    from unet_lib.training.loop import evaluation_settings
+    from unet_lib.evaluation import evaluate, save_json
+    from unet_lib.training import evaluation_settings
 
     tta, threshold = evaluation_settings(result.config.to_dict())
     report = evaluate(
@@ -183,48 +147,51 @@ def _evaluate_run(result) -> dict:
     return report
 
 
-# ----------------------------------------------------------------------------- evaluate
-def add_evaluate(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "evaluate",
-        help="score a model, or a folder of predicted masks, against a dataset",
-        description="Dice, IoU, precision, recall per class and per image, pixel accuracy "
-        "and (binary data) the ISBI Rand error.",
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="FILE", help="a .keras model (e.g. RUN/best.keras)")
-    source.add_argument("--predictions", metavar="DIR", help="predicted masks, same stems")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/, masks/")
-    p.add_argument("--labels", metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
-    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    _add_tta_and_threshold(p)
-    p.add_argument("--tile", type=int, metavar="N", help="predict in N x N tiles")
-    p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap")
-    return p
-
-
-def _add_tta_and_threshold(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tta",
+# ----------------------------------------------------------------------------- evaluate, predict
+_TILE_FLAGS = {
+    "--tile": dict(type=int, metavar="N", help="predict in N x N tiles"),
+    "--overlap": dict(type=float, default=0.25, metavar="F", help="tile overlap (default 0.25)"),
+    "--tta": dict(
         nargs="?",
         const="on",
         default="auto",
         choices=("auto", "on", "off"),
         help="average flips and rotations; auto (default) = what training chose on the "
         "validation images (eval_tta in the model's config.json), off without one",
-    )
-    p.add_argument(
-        "--threshold",
+    ),
+    "--threshold": dict(
         type=float,
         metavar="P",
         help="binary models: label 1 where p >= P (default: eval_threshold from the model's "
         "config.json, else 0.5)",
+    ),
+}
+_LABELS = dict(metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
+
+
+def add_evaluate(sub) -> argparse.ArgumentParser:
+    p = add_command(
+        sub,
+        "evaluate",
+        "score a model, or a folder of predicted masks, against a dataset",
+        "Dice, IoU, precision, recall per class and per image, pixel accuracy and (binary "
+        "data) the ISBI Rand error.",
+        {
+            "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
+            "--labels": _LABELS,
+            "--json": dict(metavar="OUT", help="write the results as JSON"),
+            **_TILE_FLAGS,
+        },
     )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="FILE", help="a .keras model (e.g. RUN/best.keras)")
+    source.add_argument("--predictions", metavar="DIR", help="predicted masks, same stems")
+    return p
 
 
 def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, float]:
     """``--tta`` / ``--threshold``, else the choices recorded in the model's run folder."""
-    from unet_lib.training.loop import evaluation_settings
+    from unet_lib.training import evaluation_settings
 
     run = _run_config(args.model)
     run_tta, run_threshold = evaluation_settings(run)
@@ -237,13 +204,13 @@ def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, fl
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from unet_lib.evaluation.evaluator import evaluate, evaluate_folder, format_report, save_json
+    from unet_lib.evaluation import evaluate, evaluate_folder, format_report, save_json
+    from unet_lib.model import load_model
 
     if args.model:
         tta, threshold = _tta_and_threshold(args, "evaluate")
-        model = load_model(args.model)
         report = evaluate(
-            model,
+            load_model(args.model),
             args.data,
             labels=_labels_for(args.data, args.labels, args.model),
             tta=tta,
@@ -259,35 +226,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- predict
 def add_predict(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    return add_command(
+        sub,
         "predict",
-        help="predict masks for an image or a folder of images",
-        description="Write one mask per image (PNG, in the dataset's grey values when the "
-        "model's run folder has them) and, with --overlay, a colour overlay.",
+        "predict masks for an image or a folder of images",
+        "Write one mask per image (PNG, in the dataset's grey values when the model's run "
+        "folder has them) and, with --overlay, a colour overlay.",
+        {
+            "--model": dict(required=True, metavar="FILE", help="a .keras model"),
+            "--input": dict(required=True, metavar="FILE_OR_DIR", help="image(s)"),
+            "--out": dict(required=True, metavar="DIR", help="folder for the masks"),
+            **_TILE_FLAGS,
+            "--overlay": dict(action="store_true", help="also write <stem>_overlay.png"),
+            "--labels": dict(_LABELS, help="mapping for the saved masks"),
+        },
     )
-    p.add_argument("--model", required=True, metavar="FILE", help="a .keras model")
-    p.add_argument("--input", required=True, metavar="FILE_OR_DIR", help="image(s)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks")
-    p.add_argument("--tile", type=int, metavar="N", help="predict in N x N tiles")
-    p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap")
-    _add_tta_and_threshold(p)
-    p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
-    p.add_argument("--labels", metavar="JSON_OR_FILE", help="mapping for the saved masks")
-    return p
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from unet_lib.inference.predictor import predict_folder
+    from unet_lib.inference import predict_folder
+    from unet_lib.model import load_model
 
     tta, threshold = _tta_and_threshold(args, "predict")
-    model = load_model(args.model)
     written = predict_folder(
-        model,
+        load_model(args.model),
         args.input,
         args.out,
-        mapping=args.labels or _run_labels(args.model),
+        mapping=args.labels or _run_config(args.model).get("labels"),
         overlay=args.overlay,
         tile_size=args.tile,
         overlap=args.overlap,
@@ -300,22 +266,26 @@ def run_predict(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def add_demo(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    return add_command(
+        sub,
         "demo",
-        help="generate the built-in data, train briefly, evaluate and plot",
-        description="The whole workflow on the built-in synthetic membranes.",
+        "generate the built-in data, train briefly, evaluate and plot",
+        "The whole workflow on the built-in synthetic membranes.",
+        {
+            "--out": dict(default="runs/demo", metavar="RUN", help="default runs/demo"),
+            "--epochs": dict(type=int, default=20, metavar="N", help="default 20"),
+            "--fast": dict(action="store_true", help="a tiny model for 2 epochs (smoke test)"),
+        },
     )
-    p.add_argument("--out", default="runs/demo", metavar="RUN", help="default runs/demo")
-    p.add_argument("--epochs", type=int, default=20, metavar="N", help="default 20")
-    p.add_argument("--fast", action="store_true", help="a tiny model for 2 epochs (smoke test)")
-    return p
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    import matplotlib.pyplot as plt
+
     from unet_lib import viz
-    from unet_lib.data.synthetic import ensure_default_dataset
-    from unet_lib.evaluation.evaluator import format_report
-    from unet_lib.training.loop import train
+    from unet_lib.data import ensure_default_dataset
+    from unet_lib.evaluation import format_report
+    from unet_lib.training import train
 
     data = ensure_default_dataset("binary")
     print(f"demo: data in {data}")
@@ -323,40 +293,24 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.fast:
         options = dict(epochs=2, base_filters=4, depth=2)
     result = train(data, args.out, verbose=2, **options)
-    report = _evaluate_run(result)
-    print(format_report(report))
-    figure = viz.plot_history(result.history, save=Path(args.out) / "curves.png")
+    print(format_report(_evaluate_run(result)))
+    plt.close(viz.plot_history(result.history, save=Path(args.out) / "curves.png"))
     print(f"demo: curves in {Path(args.out) / 'curves.png'}")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
     return 0
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_model(path: str):
-    """Load a ``.keras`` model with ``safe_mode=True``, with one clear error line."""
-    from unet_lib.model import load_model as load
-
-    return load(path)
-
-
 def _run_config(model_path: str) -> dict:
     """The ``config.json`` of the model's run folder, ``{}`` when there is none."""
     config = Path(model_path).parent / "config.json"
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
-def _run_labels(model_path: str) -> dict | None:
-    """The label mapping recorded in the model's run folder (``config.json``), if any."""
-    return _run_config(model_path).get("labels")
-
-
 def _labels_for(data_dir: str, labels, model_path: str):
     """``--labels``, else the data's ``dataset.json``, else the model's run folder."""
     if labels is not None or (Path(data_dir) / "dataset.json").is_file():
         return labels
-    return _run_labels(model_path)
+    return _run_config(model_path).get("labels")
 
 
 COMMANDS = {

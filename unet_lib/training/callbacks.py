@@ -1,15 +1,10 @@
 """Keras callbacks for a run folder: checkpoints, resumable state, history, NaN and time.
 
-A run folder holds, besides the configuration written by :func:`unet_lib.train`:
-
-* ``last.keras``   the model (with optimizer state) after the last finished epoch;
-* ``best.keras``   the model with the best validation score so far;
-* ``state.json``   where training stands: epochs done, best score, training seconds used;
-* ``history.csv``  one row per finished epoch, rewritten whole each epoch.
-
-Every file is written atomically (:mod:`unet_lib.fileio`), and ``state.json`` is written
-last, so after a crash or Ctrl-C the state always describes files that exist in full. A
-rerun resumes from ``state.json`` and loses at most the epoch that was running.
+Besides ``config.json`` a run folder holds ``last.keras`` (with the optimizer state, after
+the last finished epoch), ``best.keras``, ``state.json`` (epochs done, best score, training
+seconds) and ``history.csv`` (one row per finished epoch). Every file is written atomically
+and ``state.json`` last, so after a crash it describes files that exist in full: a rerun
+resumes from it and loses at most the epoch that was running.
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ import keras
 
 from unet_lib.fileio import write_json_atomic, write_text_atomic
 from unet_lib.model import save_model
+from unet_lib.training.registry import SCHEDULES
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
@@ -47,13 +43,8 @@ def read_history(run_dir: str | Path) -> dict[str, list[float]]:
         return {}
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    columns: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            columns.setdefault(key, []).append(
-                float(value) if value not in ("", None) else math.nan
-            )
-    return columns
+    number = lambda v: math.nan if v in ("", None) else float(v)  # noqa: E731
+    return {key: [number(row[key]) for row in rows] for key in (rows[0] if rows else ())}
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -173,41 +164,37 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Trains for a wall-clock budget, with the learning rate following it.
+    """Trains for a wall-clock budget, the learning rate following the time used.
 
-    The learning rate is set before every batch from the fraction of the budget used:
-    a linear warm-up over ``warmup_fraction``, then a cosine decay to ``min_fraction`` of
-    the peak by the end of the budget (``schedule="constant"`` keeps it at the peak).
-    Training stops cleanly after the batch that crosses the budget; the epoch is then
-    finished early, validated and checkpointed as usual.
+    Before every batch the learning rate is the ``schedule`` (a name in
+    :data:`~unet_lib.training.registry.SCHEDULES`, the rule epochs use too) read at the
+    fraction of the budget used, as if the budget were :attr:`STEPS` steps of which the first
+    ``warmup_fraction`` warm up. Training stops after the batch that crosses the budget; that
+    epoch is finished early, validated and checkpointed as usual.
 
     Args:
         budget_seconds: The budget.
         peak_learning_rate: The learning rate after warm-up.
         schedule: ``"cosine"`` or ``"constant"``.
         warmup_fraction: Share of the budget used for warm-up.
-        min_fraction: Final learning rate as a share of the peak.
         seconds_used: Training seconds already spent (when resuming).
     """
 
+    STEPS = 10_000
+
     def __init__(
-        self,
-        budget_seconds,
-        peak_learning_rate,
-        *,
-        schedule="cosine",
-        warmup_fraction=0.05,
-        min_fraction=0.01,
+        self, budget_seconds, peak_learning_rate, *, schedule="cosine", warmup_fraction=0.05,
         seconds_used=0.0,
-    ):
+    ):  # fmt: skip
         super().__init__()
         if budget_seconds <= 0:
             raise ValueError(f"the time budget must be positive, got {budget_seconds} s")
         self.budget_seconds = float(budget_seconds)
         self.peak_learning_rate = float(peak_learning_rate)
         self.schedule = schedule
-        self.warmup_fraction = warmup_fraction
-        self.min_fraction = min_fraction
+        self.rule = SCHEDULES[schedule](
+            self.peak_learning_rate, self.STEPS, round(warmup_fraction * self.STEPS)
+        )
         self.seconds_used = float(seconds_used)
         self.exhausted = False
         self._start = None
@@ -219,13 +206,9 @@ class TimeBudget(keras.callbacks.Callback):
         return min(1.0, (time.perf_counter() - self._start) / self.budget_seconds)
 
     def learning_rate_at(self, fraction: float) -> float:
-        if self.schedule == "constant":
-            return self.peak_learning_rate
-        if fraction < self.warmup_fraction:
-            return self.peak_learning_rate * max(fraction / self.warmup_fraction, 0.01)
-        progress = (fraction - self.warmup_fraction) / max(1e-9, 1 - self.warmup_fraction)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        return self.peak_learning_rate * (self.min_fraction + (1 - self.min_fraction) * cosine)
+        """The schedule's learning rate after ``fraction`` of the budget."""
+        rate = self.rule(fraction * self.STEPS) if callable(self.rule) else self.rule
+        return float(keras.ops.convert_to_numpy(rate))
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate.assign(self.learning_rate_at(self.fraction_used()))

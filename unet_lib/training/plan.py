@@ -1,24 +1,13 @@
-"""Self-configuration: a fingerprint of the dataset, and training choices derived from it.
+"""Self-configuration (nnU-Net's idea for 2-D U-Nets): look at the data and the machine and
+derive patch size, batch size, network size, loss, schedule and split, each with its reason.
 
-nnU-Net's idea for 2-D U-Nets: look at the data (image sizes, channels, intensities, class
-frequencies, object sizes) and at the machine, and derive the patch size, batch size,
-network size, loss, schedule and validation split instead of asking the user. Here:
-
-* :func:`fingerprint` summarises a loaded dataset (a :class:`DatasetFingerprint`);
-* :func:`plan_training` turns a fingerprint, the device kind and the time budget into
-  :class:`unet_lib.training.loop.TrainConfig` values, each with the reason it was chosen;
-* :func:`unet_lib.train` applies the plan to every option the caller did not give
-  (``auto_configure=True``, the default) and records the fingerprint, the plan and the
-  reasons in the run's ``config.json``.
-
-The rules are small and stated in :func:`plan_training`; what they reach on real data is
-measured by ``benchmarks/quality.py`` (figures in ``benchmarks/README.md``).
+:func:`fingerprint` summarises a dataset; :func:`plan_training` turns it, the device kind
+and the time budget into :class:`~unet_lib.training.TrainConfig` values; ``train`` applies
+them to every option not given and records them in ``config.json``.
 
 Example:
-    >>> from unet_lib.data import load_dataset  # doctest: +SKIP
-    >>> fp = fingerprint(load_dataset("data/generated/membranes"))  # doctest: +SKIP
-    >>> plan = plan_training(fp, device_kind="CPU", time_budget_minutes=25)  # doctest: +SKIP
-    >>> print(describe_plan(plan))  # doctest: +SKIP
+    >>> fp = fingerprint("data/generated/membranes")  # doctest: +SKIP
+    >>> print(describe_plan(plan_training(fp, time_budget_minutes=25)))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,17 +18,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-# Pixels per training step on a CPU: twice the point where a 2-core AVX-512 CPU's
-# throughput stops growing (8 x 128^2, benchmarks/README.md), and no more: under a time
-# budget smaller batches give more updates (ISBI 2012, 6 minutes, bfloat16: validation Dice
-# 0.747 with 4 x 256^2 per step against 0.669 with 8 x 256^2).
+# Pixels per training step (docs/notes-training.md: why 4 x 256^2 on a CPU)
 CPU_PIXELS_PER_STEP = 4 * 256 * 256
 GPU_PIXELS_PER_STEP = 16 * 512 * 512
 CPU_PATCH = 256
 GPU_PATCH = 512
-# Validation runs once per epoch; epochs are made long enough that it costs <= ~10 % of
-# the training time (a forward pass costs about a third of a training step per pixel).
-VALIDATION_SHARE = 0.1
+VALIDATION_SHARE = 0.1  # epochs long enough that validation costs <= ~10 % of training
 MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch length
 RARE_CLASS = 0.05  # foreground classes under this share of pixels get patch oversampling
 _SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
@@ -49,23 +33,12 @@ _SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
 class DatasetFingerprint:
     """What the data looks like, as far as training choices are concerned.
 
-    Attributes:
-        num_pairs: image/mask pairs.
-        median_size: median ``(H, W)``.
-        min_size: smallest ``(H, W)`` (per axis).
-        channels: image channels.
-        intensity_mean: per-channel mean of the images (in ``[0, 1]``).
-        intensity_std: per-channel standard deviation.
-        intensity_percentiles: per-channel 0.5 and 99.5 percentiles.
-        class_names: the label mapping's class names.
-        class_fractions: each class's share of the labelled pixels.
-        object_diameter: per foreground class, the median equivalent diameter
-            (``sqrt(4 area / pi)``, pixels) of its connected components.
-        object_width: per foreground class, twice the mean distance from a class pixel to
-            the nearest other pixel: the typical thickness (a membrane's width, a nucleus'
-            radius-ish).
-        is_stack: the stems are consecutive numbers (slices of one volume, or frames), so
-            neighbours are correlated and a random split would leak.
+    Sizes are ``(H, W)`` (``min_size`` per axis); intensities per channel in ``[0, 1]``
+    (percentiles: 0.5 and 99.5); ``class_fractions``: each class's share of the labelled
+    pixels; per foreground class, ``object_diameter`` is the median ``sqrt(4 area / pi)`` of
+    its connected components and ``object_width`` twice the mean distance from a class pixel
+    to the nearest other pixel; ``is_stack``: consecutive numbered stems, so neighbours are
+    correlated and a random split would leak.
     """
 
     num_pairs: int
@@ -87,7 +60,7 @@ class DatasetFingerprint:
 
 @dataclass
 class TrainingPlan:
-    """Derived :class:`~unet_lib.training.loop.TrainConfig` values and why each was chosen."""
+    """Derived :class:`~unet_lib.training.TrainConfig` values and why each was chosen."""
 
     options: dict = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -98,20 +71,8 @@ class TrainingPlan:
 
 
 def fingerprint(dataset) -> DatasetFingerprint:
-    """Summarises a dataset for :func:`plan_training`.
-
-    Args:
-        dataset: a :class:`unet_lib.data.LoadedDataset` (or a folder path, loaded with its
-            ``dataset.json``).
-
-    Returns:
-        A :class:`DatasetFingerprint`. Object sizes use at most 32 masks, evenly spaced.
-
-    Example:
-        >>> fp = fingerprint("data/generated/membranes")  # doctest: +SKIP
-        >>> fp.class_fractions  # doctest: +SKIP
-        [0.78, 0.22]
-    """
+    """The :class:`DatasetFingerprint` of a :class:`~unet_lib.data.LoadedDataset` (or of a
+    folder, loaded with its ``dataset.json``); object sizes use at most 32 masks."""
     if not hasattr(dataset, "images"):
         from unet_lib.data import load_dataset
 
@@ -175,33 +136,20 @@ def plan_training(
     val_fraction: float = 0.2,
     given: dict | None = None,
 ) -> TrainingPlan:
-    """Training choices for a dataset on a device.
+    """Training choices for a dataset on a device, each with its reason.
 
-    Rules (each choice's reason is kept in the plan):
-
-    * **split**: contiguous blocks for stacks (:func:`looks_like_stack`), else seeded
-      random; at least one validation image.
-    * **patch**: ``256`` on a CPU (``512`` on a GPU) when images have more than 1.5 times
-      its pixels, else whole images (padded to ``2**depth``).
-    * **patch sampling**: with patches and a foreground class under 5 % of the pixels, a
-      third of the patches are centred on a foreground pixel of a class drawn uniformly
-      (nnU-Net's oversampling), else uniform windows.
-    * **depth**: 4 levels when the patch is >= 128 pixels on its short side, else the most
-      that keep the bottleneck >= 8 pixels.
+    * **split**: contiguous blocks for stacks (:func:`looks_like_stack`), else seeded random.
+    * **patch**: 256 on a CPU (512 on a GPU) when images have over 1.5 times its pixels,
+      else whole images; with patches and a class under 5 % of the pixels, a third of the
+      patches centred on a foreground class (nnU-Net's oversampling).
+    * **depth**: 4, or the most that keep the bottleneck >= 8 pixels.
     * **batch**: about ``4 x 256^2`` pixels per step on a CPU (``16 x 512^2`` on a GPU),
-      2 to 16 on a CPU (more updates per minute), 2 to 64 on a GPU, at most the number of
-      training images.
-    * **width**: 32 base filters (nnU-Net's); 16 when a CPU time budget is under 5 minutes
-      (more steps matter more than width then).
-    * **loss**: Dice + cross-entropy; the Dice term weighs each class equally, so rare
-      classes need no extra weights (nnU-Net).
-    * **augmentation**: flips, 90-degree rotations, a mild rotation / scale and intensity
-      (:class:`~unet_lib.data.augment.AugmentConfig` defaults); no elastic deformation.
-    * **schedule**: Adam, cosine decay with warm-up (over the time budget when one is given).
-    * **steps per epoch**: long enough that validation costs <= 10 % of training, at most
-      250 (nnU-Net's epoch).
-    * **precision**: under a time budget, bfloat16 on a CPU with BF16 units (1.5x the
-      steps in the same time); else the device default (``"auto"``).
+      2 to 16 (CPU) or 64 (GPU), at most the training images.
+    * **width**: 32 base filters (nnU-Net); 16 under a CPU budget of less than 5 minutes.
+    * **loss, schedule, augmentation**: Dice + cross-entropy, cosine with warm-up, the
+      :class:`~unet_lib.data.AugmentConfig` defaults.
+    * **steps per epoch**: validation <= 10 % of the training time, at most 250.
+    * **precision**: bfloat16 under a time budget on a CPU with BF16 units, else ``"auto"``.
 
     Args:
         fp: the dataset's fingerprint.
@@ -209,75 +157,80 @@ def plan_training(
         time_budget_minutes: the training budget, if any.
         bf16_cpu: the CPU has bfloat16 units (``avx512_bf16`` or ``amx_bf16``).
         val_fraction: share of the pairs used for validation.
-        given: options the caller fixed (e.g. ``{"batch_size": 4}``): the later rules use
-            them instead of the derived values, so the epoch length follows a given batch
-            and patch size. The plan still lists the derived values.
-
-    Returns:
-        A :class:`TrainingPlan`.
+        given: options the caller fixed (``{"batch_size": 4}``): the later rules use them
+            instead of the derived values; the plan still lists the derived values.
     """
-    plan = TrainingPlan()
-    given = dict(given or {})
-
-    def used(key):  # what training will use: the given value, else the derived one
-        return given.get(key, plan.options.get(key))
-
+    plan, given = TrainingPlan(), dict(given or {})
     gpu = device_kind.upper() in ("GPU", "TPU")
     n_val = max(1, round(fp.num_pairs * val_fraction)) if fp.num_pairs > 1 else 0
-    n_train = fp.num_pairs - n_val
     if fp.is_stack:
         plan.choose("split", "contiguous", "the stems are consecutive numbers (a stack)")
     else:
         plan.choose("split", "random", "the stems are not a numbered stack: seeded random")
+    patch_pixels = _plan_patch(plan, fp, gpu, device_kind, given)
+    _plan_network(plan, fp, gpu, device_kind, patch_pixels, fp.num_pairs - n_val, given)
+    _plan_fixed(plan, fp, gpu, time_budget_minutes)
+    batch = given.get("batch_size", plan.options["batch_size"])
+    val_pixels, train_pixels = n_val * fp.median_size[0] * fp.median_size[1], batch * patch_pixels
+    epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * train_pixels))
+    epoch_steps = max(epoch_steps, math.ceil(max(fp.num_pairs - n_val, 1) / batch))
+    epoch_steps = int(np.clip(epoch_steps, 1, MAX_STEPS_PER_EPOCH))
+    plan.choose("steps_per_epoch", epoch_steps, "validation <= 10 % of the training time")
+    if time_budget_minutes is not None and not gpu and bf16_cpu:
+        plan.choose("precision", "bfloat16", "time budget on a BF16 CPU: 1.5x the steps")
+    else:
+        plan.choose("precision", "auto", "the device default (unet_lib.runtime)")
+    return plan
 
+
+def _plan_patch(plan, fp, gpu, device_kind, given) -> int:
+    """Chooses the patch size and patch sampling; returns the pixels of one patch."""
     cap = GPU_PATCH if gpu else CPU_PATCH
     h, w = fp.median_size
     if h * w > 1.5 * cap * cap:
-        patch_side = int(min(cap, *fp.min_size))
-        patch_side -= patch_side % 16
-        plan.choose(
-            "patch_size",
-            patch_side,
-            f"images ({h}x{w}) are larger than {cap}^2, the {device_kind} patch",
-        )
+        side = int(min(cap, *fp.min_size))
+        side -= side % 16
+        reason = f"images ({h}x{w}) are larger than {cap}^2, the {device_kind} patch"
+        plan.choose("patch_size", side, reason)
     else:
         plan.choose("patch_size", None, f"whole images: {h}x{w} fit the {cap} patch size")
-    patch = used("patch_size")
-    if patch is None:
-        patch_pixels, short = h * w, min(h, w)
-    else:
-        ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
-        patch_pixels, short = ph * pw, min(ph, pw)
-
+    patch = given.get("patch_size", plan.options["patch_size"])
     rarest = min(fp.class_fractions[1:], default=1.0)
     if patch is not None and rarest < RARE_CLASS:
-        plan.choose(
-            "foreground_fraction",
-            1 / 3,
-            f"a class covers {100 * rarest:.1f} % of the pixels: a third of the patches are "
-            "centred on a foreground class, drawn uniformly (nnU-Net)",
-        )
+        reason = (f"a class covers {100 * rarest:.1f} % of the pixels: a third of the patches "
+                  "are centred on a foreground class, drawn uniformly (nnU-Net)")  # fmt: skip
+        plan.choose("foreground_fraction", 1 / 3, reason)
     else:
         plan.choose("foreground_fraction", 0.0, "uniform patches: no class under 5 %")
+    if patch is None:
+        return h * w
+    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    return ph * pw
 
+
+def _plan_network(plan, fp, gpu, device_kind, patch_pixels, n_train, given) -> None:
+    """Depth (from the patch's short side), batch size and width."""
+    patch = given.get("patch_size", plan.options["patch_size"])
+    if patch is None:
+        short = min(fp.median_size)
+    else:
+        short = patch if isinstance(patch, int) else min(patch)
     depth = 4
     while depth > 1 and short / 2**depth < 8:
         depth -= 1
     plan.choose("depth", depth, f"bottleneck of {short // 2**depth} px on the short side")
-
     target = GPU_PIXELS_PER_STEP if gpu else CPU_PIXELS_PER_STEP
     batch = int(np.clip(round(target / patch_pixels), 2, 64 if gpu else 16))
     if n_train:
         batch = max(1, min(batch, n_train))
     plan.choose("batch_size", batch, f"~{target / 2**20:.1f} Mpx per step on a {device_kind}")
 
-    small_budget = time_budget_minutes is not None and time_budget_minutes < 5 and not gpu
-    width = 16 if small_budget else 32
-    plan.choose(
-        "base_filters",
-        width,
-        "budget under 5 CPU minutes: more steps beat width" if small_budget else "nnU-Net's 32",
-    )
+
+def _plan_fixed(plan, fp, gpu, time_budget_minutes) -> None:
+    """Width, loss, schedule and augmentation."""
+    small = time_budget_minutes is not None and time_budget_minutes < 5 and not gpu
+    reason = "budget under 5 CPU minutes: more steps beat width" if small else "nnU-Net's 32"
+    plan.choose("base_filters", 16 if small else 32, reason)
     plan.choose("loss", "dice_ce", "Dice + cross-entropy; Dice weighs every class equally")
     rare = [n for n, f in zip(fp.class_names, fp.class_fractions, strict=False) if f < 0.01]
     if rare:
@@ -289,19 +242,6 @@ def plan_training(
         "flips, 90-degree rotations, +-15 degree rotation / 0.9-1.1 scale, mild intensity; "
         "elastic deformation off (worse than these alone on ISBI 2012 in 25 minutes)",
     )
-
-    val_pixels = n_val * h * w
-    train_pixels = used("batch_size") * patch_pixels
-    epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * train_pixels))
-    epoch_steps = max(epoch_steps, math.ceil(max(n_train, 1) / used("batch_size")))
-    epoch_steps = int(np.clip(epoch_steps, 1, MAX_STEPS_PER_EPOCH))
-    plan.choose("steps_per_epoch", epoch_steps, "validation <= 10 % of the training time")
-
-    if time_budget_minutes is not None and not gpu and bf16_cpu:
-        plan.choose("precision", "bfloat16", "time budget on a BF16 CPU: 1.5x the steps")
-    else:
-        plan.choose("precision", "auto", "the device default (unet_lib.runtime.settings)")
-    return plan
 
 
 def describe_plan(plan: TrainingPlan, explicit=()) -> str:
@@ -329,7 +269,6 @@ def describe_fingerprint(fp: DatasetFingerprint) -> str:
     )
 
 
-# ----------------------------------------------------------------------------- helpers
 def _evenly_spaced(n: int, k: int) -> list[int]:
     if n <= k:
         return list(range(n))

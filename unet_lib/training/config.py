@@ -1,0 +1,193 @@
+"""TrainConfig: every choice of a training run, each with its help text and flag.
+
+Each field's metadata holds ``help``; ``derived``: the default is derived from the data
+(:mod:`unet_lib.training.plan`, unless ``auto_configure=False``); and the ``train`` flag:
+``flag`` (``True``: ``--field-name``, a name, or ``False`` for none), ``convert`` (flag text
+-> value) and further ``argparse`` settings. The command line generates its flags from them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from unet_lib.training.registry import LOSSES, OPTIMIZERS, SCHEDULES, check_registered
+
+if TYPE_CHECKING:
+    import keras
+
+CONFIG_FILE = "config.json"
+SPLITS = ("random", "contiguous")
+
+
+def option(default, help, *, derived=False, flag=True, convert=None, factory=None, **argparse):
+    """A :class:`TrainConfig` field with its metadata (see the module docstring)."""
+    meta = dict(help=help, derived=derived, flag=flag, convert=convert, argparse=argparse)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _labels(text: str) -> dict:
+    from unet_lib.data import load_label_mapping
+
+    return load_label_mapping(".", text).to_dict()
+
+
+def _class_weights(text: str):
+    text = text.strip()
+    try:
+        return "balanced" if text == "balanced" else [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--class-weights takes 'balanced' or one number per class (1,5,2), got {text!r}"
+        ) from None
+
+
+_ON_OFF = {"auto": "auto", "on": True, "off": False}
+_DATA_HELP = "dataset folder: images/, masks/, optional dataset.json"
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; written to ``config.json`` as it was resolved."""
+
+    # data
+    data: str | None = option(None, _DATA_HELP, flag=False)
+    val_data: str | None = option(None, "a separate validation folder", metavar="DIR", group="v")
+    val_fraction: float = option(0.2, "share of the pairs that validates", group="v")
+    split: str = option("random", "seeded random, or the last sorted stems", derived=True,
+                        choices=SPLITS)  # fmt: skip
+    labels: dict | None = option(None, "label mapping overriding dataset.json", derived=True,
+                                 metavar="JSON_OR_FILE", convert=_labels)  # fmt: skip
+    channels: int | None = option(None, "convert images to 1 or 3 channels", derived=True,
+                                  choices=(1, 3))  # fmt: skip
+    train_stems: list[str] = option(None, "training stems", derived=True, flag=False, factory=list)
+    val_stems: list[str] = option(None, "validation stems", derived=True, flag=False, factory=list)
+    # model
+    num_classes: int | None = option(None, "model outputs (1: binary)", derived=True, flag=False)
+    depth: int = option(4, "U-Net levels", derived=True)
+    base_filters: int = option(32, "filters of the first level", derived=True)
+    convs_per_level: int = option(2, "convolutions per level")
+    batch_norm: bool = option(True, "batch normalisation")
+    dropout: float = option(0.0, "dropout rate")
+    upsampling: str = option("transpose", "decoder upsampling", choices=("transpose", "bilinear"))
+    padding: str = option("same", "convolution padding", choices=("same", "valid"))
+    # objective
+    loss: str = option("dice_ce", "a registered loss, or a keras Loss", derived=True,
+                       choices=LOSSES)  # fmt: skip
+    class_weights: str | list[float] | None = option(
+        None, "'balanced' or one weight per class: 1,5,2", metavar="W", convert=_class_weights
+    )
+    weight_map: bool = option(False, "the U-Net paper's border weight map")
+    weight_map_w0: float = option(10.0, "weight map: border weight")
+    weight_map_sigma: float = option(5.0, "weight map: border width (pixels)")
+    # optimisation
+    optimizer: str = option("adam", "a registered optimizer, or a keras one", choices=OPTIMIZERS)
+    learning_rate: float = option(1e-3, "peak learning rate", metavar="LR")
+    weight_decay: float = option(0.0, "AdamW weight decay (0: 1e-4)")
+    schedule: str = option("cosine", "learning-rate schedule", derived=True, choices=SCHEDULES)
+    warmup_epochs: int = option(1, "epochs of warm-up (cosine)")
+    epochs: int = option(50, "epochs to train")
+    time_budget_minutes: float | None = option(
+        None, "train for this wall-clock time instead", flag="--time-budget", metavar="MINUTES"
+    )
+    steps_per_epoch: int | None = option(
+        None, "steps per epoch (none: one pass over the data)", derived=True
+    )
+    batch_size: int = option(8, "images per step and replica", derived=True)
+    patch_size: int | None = option(
+        None, "random crops of P x P (none: whole images)", derived=True, metavar="P"
+    )
+    foreground_fraction: float = option(0.0, "share of patches centred on a foreground pixel",
+                                        derived=True)  # fmt: skip
+    augment: dict | bool = option(True, "augmentation (a dict: AugmentConfig fields)",
+                                  derived=True, flag="--no-augment")  # fmt: skip
+    # run
+    seed: int = option(0, "seed of weights, split, shuffling, augmentation")
+    deterministic: bool = option(False, "reproducible on this CPU (slower)")
+    precision: str = option("auto", "compute precision", derived=True,
+                            choices=("auto", "float32", "bfloat16", "float16"))  # fmt: skip
+    jit_compile: str | bool = option("auto", "XLA compilation", flag=False)
+    devices: dict = option(None, "the devices used (written by train)", flag=False, factory=dict)
+    # self-configuration (unet_lib.training.plan)
+    auto_configure: bool = option(True, "deriving the options not given from the data",
+                                  flag="--no-auto-configure")  # fmt: skip
+    eval_tta: bool | str = option("auto", "test-time augmentation when evaluating (auto: if it "
+                                  "helps on validation)", choices=tuple(_ON_OFF),
+                                  convert=_ON_OFF.get)  # fmt: skip
+    eval_threshold: float | str = option("auto", "binary threshold (auto: best on validation)",
+                                         flag=False)  # fmt: skip
+    plan: dict = option(None, "fingerprint, derived options, reasons", flag=False, factory=dict)
+
+    def __post_init__(self):
+        for name in ("data", "val_data"):  # Path objects are welcome; config.json holds text
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+        check_registered("loss", self.loss, LOSSES)
+        check_registered("schedule", self.schedule, SCHEDULES)
+        check_registered("optimizer", self.optimizer, OPTIMIZERS)
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        budget, threshold = self.time_budget_minutes, self.eval_threshold
+        problems = {
+            "epochs must be >= 1": budget is None and self.epochs < 1,
+            "time_budget_minutes must be positive": budget is not None and budget <= 0,
+            "batch_size must be >= 1": self.batch_size < 1,
+            "val_fraction must be in [0, 1)": not 0.0 <= self.val_fraction < 1.0,
+            "learning_rate must be positive": self.learning_rate <= 0,
+            "eval_tta must be True, False or 'auto'": self.eval_tta not in (True, False, "auto"),
+            "eval_threshold must be in (0, 1) or 'auto'": threshold != "auto"
+            and not 0 < float(threshold) < 1,
+        }
+        for message, bad in problems.items():
+            if bad:
+                name = message.split()[0]
+                raise ValueError(f"{message}, got {getattr(self, name)!r}")
+        if budget is not None and self.schedule not in ("cosine", "constant"):
+            raise ValueError(
+                f"schedule={self.schedule!r} cannot follow a time budget; use 'cosine' or "
+                "'constant'"
+            )
+
+    def to_dict(self) -> dict:
+        """The fields as JSON-ready values; Keras objects in their serialised form."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**values)
+
+    def augment_config(self):
+        """The :class:`~unet_lib.data.AugmentConfig` of ``augment`` (``None``: off)."""
+        from unet_lib.data import AugmentConfig
+
+        if self.augment is True:
+            return AugmentConfig()
+        return AugmentConfig.from_dict(self.augment) if self.augment else None
+
+
+@dataclass
+class TrainResult:
+    """What :func:`unet_lib.train` returns."""
+
+    model: keras.Model  # the best model by validation Dice
+    history: dict[str, list[float]]
+    run_dir: Path
+    config: TrainConfig
+    state: dict
+
+
+def _plain(value):
+    if value is None or isinstance(value, str | int | float | bool | list | tuple | dict):
+        return copy.deepcopy(value)
+    import keras
+
+    return keras.saving.serialize_keras_object(value)
