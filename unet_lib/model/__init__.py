@@ -1,4 +1,12 @@
-"""FACE_DOC_model"""
+"""The U-Net: builder and blocks (:mod:`.unet`, :mod:`.blocks`), size rules (:mod:`.sizes`),
+the batch norm it uses (:mod:`.batchnorm`), and ``.keras`` saving and loading (:mod:`.saving`).
+Backend-neutral: Keras and NumPy only.
+
+Example:
+    >>> from unet_lib.model import build_unet, valid_output_size
+    >>> valid_output_size(572)  # the paper's valid-padding U-Net
+    388
+"""
 
 from __future__ import annotations
 
