@@ -13,12 +13,12 @@ tf = pytest.importorskip("tensorflow")
 from unet_lib import IGNORE_LABEL  # noqa: E402
 from unet_lib.data.augment import (  # noqa: E402
     AugmentConfig,
-    _cubic_matrix,
     augment_pair,
     device_augment_fn,
     preview_augmentations,
     random_crop_pair,
 )
+from unet_lib.data.transforms import _cubic_matrix  # noqa: E402
 
 NONE = AugmentConfig.none()
 

@@ -8,14 +8,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from unet_lib import IGNORE_LABEL  # noqa: E402
+from unet_lib.data import pad_to_multiple_np, unpad_np  # noqa: E402
 from unet_lib.data.augment import AugmentConfig, device_augment_fn  # noqa: E402
-from unet_lib.data.pipeline import (  # noqa: E402
-    make_dataset,
-    make_eval_dataset,
-    pad_to_multiple,
-    pad_to_multiple_np,
-    unpad_np,
-)
+from unet_lib.data.pipeline import make_dataset, make_eval_dataset, pad_to_multiple  # noqa: E402
 
 
 def _pairs(shapes, channels=1, classes=2, seed=0):

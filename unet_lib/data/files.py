@@ -1,20 +1,6 @@
-"""Dataset files: pairing images with masks by stem, and reading them with OpenCV.
-
-Files in ``images/`` and ``masks/`` are paired by stem (``images/a.tif`` with
-``masks/a.png``), sorted in natural order (``s2`` before ``s10``). Images are read as
-``float32`` ``(H, W, C)`` in ``[0, 1]`` (8-bit / 255, 16-bit / 65535; colour as RGB, alpha
-dropped); masks as their raw integer grey values ``(H, W)``, which a
-:class:`~unet_lib.data.labels.LabelMapping` turns into a label map. Missing, unpaired,
-unreadable, truncated or unsupported files raise a :class:`~unet_lib.data.labels.DatasetError`
-naming the file and the fix. NumPy and OpenCV only (no TensorFlow).
-
-Example:
-    >>> pairs = find_pairs("data/generated/binary_v1")  # doctest: +SKIP
-    >>> image = read_image(pairs[0].image_path, channels=3)  # doctest: +SKIP
-    >>> raw = read_mask(pairs[0].mask_path)  # doctest: +SKIP
+"""Dataset files: pairing images with masks by stem (``images/a.tif`` with ``masks/a.png``),
+and reading them with OpenCV; a bad file raises a :class:`DatasetError` naming it and the fix.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from unet_lib.data.labels import DatasetError
-from unet_lib.data.splits import _natural_key
+from .labels import DatasetError
+from .splits import natural_key
 
-__all__ = ["IMAGE_EXTENSIONS", "Pair", "find_pairs", "read_image", "read_mask"]
+__all__ = ["IMAGE_EXTENSIONS", "Pair", "find_pairs", "list_images", "read_image", "read_mask"]
 
 #: File suffixes (lower case) read as images or masks; others are ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -40,7 +26,9 @@ class Pair:
     mask_path: Path
 
 
-def _list_images(folder: Path, problems: list[str]) -> tuple[dict[str, Path], list[str]]:
+def list_images(folder: Path, problems: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """The image files of ``folder`` by stem (name order, hidden ones skipped) and the names of
+    its other files; a repeated stem is added to ``problems`` (the first file is kept)."""
     files: dict[str, Path] = {}
     ignored: list[str] = []
     for p in sorted(folder.iterdir()):
@@ -56,8 +44,8 @@ def _list_images(folder: Path, problems: list[str]) -> tuple[dict[str, Path], li
     return files, ignored
 
 
-def _find_pairs(data_dir: Path) -> tuple[list[Pair], list[str]]:
-    """The pairs and the problems found while pairing."""
+def collect_pairs(data_dir: Path) -> tuple[list[Pair], list[str]]:
+    """The pairs of a dataset folder and the problems found while pairing (not raised)."""
     problems: list[str] = []
     if not data_dir.is_dir():
         return [], [
@@ -72,7 +60,7 @@ def _find_pairs(data_dir: Path) -> tuple[list[Pair], list[str]]:
                 f"{data_dir}/{sub}/ (files paired by name)"
             )
             continue
-        files, ignored = _list_images(folder, problems)
+        files, ignored = list_images(folder, problems)
         if not files:
             extra = f" (ignored {len(ignored)} other files, e.g. {ignored[0]})" if ignored else ""
             problems.append(
@@ -82,26 +70,19 @@ def _find_pairs(data_dir: Path) -> tuple[list[Pair], list[str]]:
         listed[sub] = files
     images, masks = listed.get("images", {}), listed.get("masks", {})
     if images and masks:
-        for stem in sorted(set(images) - set(masks), key=_natural_key):
+        for stem in sorted(set(images) - set(masks), key=natural_key):
             problems.append(f"{images[stem]}: no mask; add masks/{stem}.png or remove the image")
-        for stem in sorted(set(masks) - set(images), key=_natural_key):
+        for stem in sorted(set(masks) - set(images), key=natural_key):
             problems.append(f"{masks[stem]}: no image; add images/{stem}.png or remove the mask")
-    stems = sorted(set(images) & set(masks), key=_natural_key)
+    stems = sorted(set(images) & set(masks), key=natural_key)
     pairs = [Pair(s, images[s], masks[s]) for s in stems]
     return pairs, problems
 
 
 def find_pairs(data_dir: str | Path) -> list[Pair]:
-    """Image/mask pairs of a dataset folder, sorted by stem (natural order: 2 before 10).
-
-    Files are paired by stem (``images/a.tif`` with ``masks/a.png``); suffixes in
-    :data:`IMAGE_EXTENSIONS` count (any case), hidden and other files are ignored.
-
-    Raises:
-        DatasetError: missing folders, empty folders, unpaired files or duplicate stems,
-            all listed.
-    """
-    pairs, problems = _find_pairs(Path(data_dir))
+    """Image/mask pairs of a dataset folder (files with a suffix in :data:`IMAGE_EXTENSIONS`)
+    by stem in natural order; folder problems raise one DatasetError listing them all."""
+    pairs, problems = collect_pairs(Path(data_dir))
     if problems:
         raise DatasetError(problems, header=f"dataset {data_dir}: {len(problems)} problem(s):")
     return pairs
@@ -137,10 +118,9 @@ def _decode_file(path: Path) -> np.ndarray:
 
 
 def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / np.float32(255)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / np.float32(65535)
+    scale = {np.uint8: 255, np.uint16: 65535}.get(img.dtype.type)
+    if scale:
+        return img.astype(np.float32) / np.float32(scale)
     if img.dtype.kind == "f":
         img = img.astype(np.float32)
         if not np.all(np.isfinite(img)) or img.min() < 0 or img.max() > 1:
@@ -152,22 +132,17 @@ def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
     raise DatasetError(f"{path}: unsupported pixel type {img.dtype}; save it as 8- or 16-bit")
 
 
-def _read_native(path: Path) -> np.ndarray:
-    """float32 (H, W, C) in [0, 1], RGB order, alpha dropped, channels as stored."""
+def read_stored_image(path: Path) -> np.ndarray:
+    """An image as float32 ``(H, W, C)`` in ``[0, 1]``, RGB, alpha dropped, channels as stored."""
     img = _decode_file(path)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    c = img.shape[2]
-    if c == 2:  # grey + alpha
-        img = img[:, :, :1]
-    elif c == 3:
-        img = img[:, :, ::-1]
-    elif c == 4:
-        img = img[:, :, 2::-1]
+    img = img[:, :, None] if img.ndim == 2 else img
+    # grey + alpha, BGR, BGRA -> grey, RGB, RGB
+    img = {2: img[:, :, :1], 3: img[:, :, ::-1], 4: img[:, :, 2::-1]}.get(img.shape[2], img)
     return np.ascontiguousarray(_to_float(img, path))
 
 
-def _convert_channels(img: np.ndarray, channels: int, path: Path) -> np.ndarray:
+def convert_channels(img: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    """``img`` with ``channels`` channels (grey <-> RGB), or a DatasetError naming ``path``."""
     c = img.shape[2]
     if c == channels:
         return img
@@ -181,7 +156,8 @@ def _convert_channels(img: np.ndarray, channels: int, path: Path) -> np.ndarray:
     )
 
 
-def _check_channels(channels: int | None) -> None:
+def check_channels(channels: int | None) -> None:
+    """Raises ValueError unless ``channels`` is 1, 3 or None."""
     if channels is not None and channels not in (1, 3):
         raise ValueError(
             f"channels must be 1 (grey), 3 (RGB) or None (as stored), got {channels!r}"
@@ -189,49 +165,28 @@ def _check_channels(channels: int | None) -> None:
 
 
 def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
-    """Read an image as ``float32`` ``(H, W, C)`` in ``[0, 1]``.
-
-    8-bit is divided by 255, 16-bit by 65535; colour is returned as RGB; alpha is dropped.
-
-    Args:
-        path: a PNG, JPEG, TIFF or BMP file.
-        channels: ``1`` or ``3`` to convert (grey <-> RGB); ``None`` keeps the stored count.
-
-    Raises:
-        DatasetError: unreadable, truncated or unsupported file (names it).
-
-    Example:
-        >>> img = read_image("images/a.png", channels=3)  # doctest: +SKIP
-        >>> img.shape, img.dtype  # doctest: +SKIP
-        ((128, 128, 3), dtype('float32'))
-    """
-    _check_channels(channels)
+    """Read a PNG, JPEG, TIFF or BMP image as ``float32`` ``(H, W, C)`` in ``[0, 1]`` (8-bit
+    / 255, 16-bit / 65535, colour as RGB, alpha dropped). ``channels``: ``1`` or ``3`` converts
+    (grey <-> RGB), ``None`` keeps the stored count. A bad file raises a DatasetError."""
+    check_channels(channels)
     path = Path(path)
-    img = _read_native(path)
-    return img if channels is None else _convert_channels(img, channels, path)
+    img = read_stored_image(path)
+    return img if channels is None else convert_channels(img, channels, path)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask's raw grey values as an integer ``(H, W)`` array (``uint8``/``uint16``).
-
-    A colour mask whose colour channels are equal is read as grey (alpha ignored).
-
-    Raises:
-        DatasetError: unreadable, truncated, colour or non-integer mask (names it).
+    """Read a mask's raw grey values as an integer ``(H, W)`` array (``uint8``/``uint16``;
+    equal colour channels read as grey); a bad, colour or non-integer mask raises DatasetError.
     """
     path = Path(path)
     m = _decode_file(path)
     if m.ndim == 3:
-        colour = m[:, :, :3] if m.shape[2] >= 3 else m[:, :, :1]
-        if colour.shape[2] == 3 and not (
-            np.array_equal(colour[:, :, 0], colour[:, :, 1])
-            and np.array_equal(colour[:, :, 0], colour[:, :, 2])
-        ):
+        if m.shape[2] >= 3 and not np.all(m[:, :, 1:3] == m[:, :, :1]):
             raise DatasetError(
                 f"{path}: colour mask; save masks as single-channel grey images "
                 "with one grey value per class"
             )
-        m = colour[:, :, 0]
+        m = m[:, :, 0]
     if m.dtype.kind == "f":
         if not np.all(np.isfinite(m)) or not np.all(m == np.round(m)) or m.min() < 0:
             raise DatasetError(

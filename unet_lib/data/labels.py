@@ -1,19 +1,6 @@
-"""Label mappings: which raw mask grey values mean which class, from ``dataset.json``.
-
-How mask grey values map to classes comes from ``dataset.json`` beside ``images/`` (or the
-``labels=`` argument), else it is inferred from the values found in the masks: ``{0, 255}``
-or ``{0, 1}`` is binary, ``0 .. K-1`` is ``K`` classes. A :class:`LabelMapping` encodes raw
-masks into ``int32`` label maps ``0 .. K-1`` (ignored pixels ``unet_lib.IGNORE_LABEL``,
-``-1``) and decodes label maps back to grey values.
-
-:class:`DatasetError`, the data layer's error (every problem in a dataset, each line naming
-the file and the fix), is defined here because this is the lowest module of
-``unet_lib.data``. NumPy only (no OpenCV, no TensorFlow).
-
-Example:
-    >>> infer_label_mapping({0, 255}).class_names
-    ('background', 'foreground')
-    >>> mapping = load_label_mapping("data/generated/binary_v1")  # doctest: +SKIP
+"""Label mappings: which raw mask grey values mean which class (``dataset.json``, else
+inferred from the values), to encode masks into ``int32`` label maps and back. NumPy only.
+:class:`DatasetError`, the data layer's error, lives here, in its lowest module.
 """
 
 from __future__ import annotations
@@ -29,29 +16,18 @@ import numpy as np
 
 from unet_lib import IGNORE_LABEL
 
-__all__ = [
-    "DatasetError",
-    "LabelMapping",
-    "infer_label_mapping",
-    "load_label_mapping",
-]
+__all__ = ["DatasetError", "LabelMapping", "infer_label_mapping", "load_label_mapping"]
 
-_DATASET_JSON = "dataset.json"
-_MAX_MASK_VALUE = 65535  # masks are 8- or 16-bit
+#: The label mapping's file name in a dataset folder.
+DATASET_JSON = "dataset.json"
+#: The largest mask value (masks are 8- or 16-bit).
+MAX_MASK_VALUE = 65535
 _UNKNOWN = -2  # lookup-table entry for raw values outside the mapping
+_EXAMPLE = '{"labels": {"background": 0, "foreground": 255}}'
 
 
 class DatasetError(ValueError):
-    """One or more problems in a dataset, each naming the file and the fix.
-
-    Attributes:
-        problems: one line per problem.
-
-    Example:
-        >>> err = DatasetError(["images/a.png: has no mask; add masks/a.png"])
-        >>> err.problems
-        ['images/a.png: has no mask; add masks/a.png']
-    """
+    """Problems in a dataset (``problems``: one line each, naming the file and the fix)."""
 
     def __init__(self, problems: list[str] | str, header: str | None = None):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
@@ -62,32 +38,22 @@ class DatasetError(ValueError):
 
 def _as_int_value(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(
-            f"{what} must be an integer grey value 0..{_MAX_MASK_VALUE}, got {value!r}"
-        )
-    if not 0 <= int(value) <= _MAX_MASK_VALUE:
-        raise ValueError(f"{what} must be in 0..{_MAX_MASK_VALUE} (8- or 16-bit), got {value}")
+        raise ValueError(f"{what} must be an integer grey value 0..{MAX_MASK_VALUE}, got {value!r}")
+    if not 0 <= int(value) <= MAX_MASK_VALUE:
+        raise ValueError(f"{what} must be in 0..{MAX_MASK_VALUE} (8- or 16-bit), got {value}")
     return int(value)
 
 
 @dataclass(frozen=True)
 class LabelMapping:
-    """Which raw mask grey values mean which class.
-
-    Class ``k`` (label ``k`` in the label map) is ``class_names[k]``, made of the raw values
-    ``values[k]``. Pixels equal to ``ignore_value`` become ``IGNORE_LABEL`` (``-1``).
-
-    Attributes:
-        class_names: one name per class, in class order (class 0 is background).
-        values: for each class, the raw grey values that mean it.
-        ignore_value: raw value of pixels to ignore, or ``None``.
+    """Which raw mask grey values mean which class: class ``k`` (label ``k``) is
+    ``class_names[k]``, made of the raw values ``values[k]``; pixels equal to ``ignore_value``
+    (or ``None``) become ``IGNORE_LABEL`` (``-1``).
 
     Example:
         >>> m = LabelMapping.from_dict({"labels": {"background": 255, "membrane": 0}})
-        >>> m.encode(np.array([[0, 255]], np.uint8)).tolist()
-        [[1, 0]]
-        >>> m.num_classes, m.is_binary, m.model_num_classes
-        (2, True, 1)
+        >>> m.encode(np.array([[0, 255]], np.uint8)).tolist(), m.model_num_classes
+        ([[1, 0]], 1)
     """
 
     class_names: tuple[str, ...]
@@ -135,64 +101,36 @@ class LabelMapping:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabelMapping:
-        """Build a mapping from the ``dataset.json`` form.
-
-        Args:
-            d: ``{"labels": {name: value or [values], ...}, "ignore_value": v}``
-                (``ignore_value`` optional, ``"description"`` allowed and unused), or just
-                the inner ``{name: value or [values]}`` dict. Classes are in dict order.
-
-        Returns:
-            The mapping.
-
-        Raises:
-            ValueError: a malformed dict, with what to change.
-
-        Example:
-            >>> LabelMapping.from_dict({"labels": {"a": [0, 1], "b": 2}, "ignore_value": 9})
-            LabelMapping(class_names=('a', 'b'), values=((0, 1), (2,)), ignore_value=9)
+        """A mapping from the ``dataset.json`` form, e.g. ``{"labels": {"a": [0, 1], "b": 2},
+        "ignore_value": 9}`` (``ignore_value`` optional, ``"description"`` unused), or just the
+        inner dict; classes in dict order. A malformed dict raises ValueError naming the fix.
         """
         if not isinstance(d, dict):
             raise ValueError(
-                f"a label mapping must be a dict like "
-                f'{{"labels": {{"background": 0, "foreground": 255}}}}, got {type(d).__name__}'
+                f"a label mapping must be a dict like {_EXAMPLE}, got {type(d).__name__}"
             )
-        if "labels" in d and isinstance(d["labels"], dict):
+        labels, ignore = d, None
+        if "labels" in d:
+            if not isinstance(d["labels"], dict):
+                raise ValueError(f'"labels" must map class names to grey values, e.g. {_EXAMPLE}')
             extra = sorted(set(d) - {"labels", "ignore_value", "description"})
             if extra:
                 raise ValueError(
                     f"unknown key(s) {extra}; allowed: 'labels', 'ignore_value', 'description'"
                 )
             labels, ignore = d["labels"], d.get("ignore_value")
-        elif "labels" in d:
-            raise ValueError(
-                '"labels" must map class names to grey values, e.g. '
-                '{"labels": {"background": 0, "foreground": 255}}'
-            )
-        else:
-            labels, ignore = d, None
         if not labels:
             raise ValueError('"labels" is empty; list the classes, e.g. {"background": 0, ...}')
-        names, values = [], []
-        for name, v in labels.items():
-            vs = list(v) if isinstance(v, list | tuple) else [v]
-            names.append(name)
-            values.append(tuple(_as_int_value(x, f"value of class {name!r}") for x in vs))
-        return cls(tuple(names), tuple(values), ignore)
+        values = [
+            tuple(_as_int_value(x, f"value of class {name!r}") for x in _as_list(v))
+            for name, v in labels.items()
+        ]
+        return cls(tuple(labels), tuple(values), ignore)
 
     def to_dict(self) -> dict:
-        """The ``dataset.json`` form (single values unwrapped).
-
-        Example:
-            >>> LabelMapping(("bg", "fg"), ((0,), (255,))).to_dict()
-            {'labels': {'bg': 0, 'fg': 255}}
-        """
-        d: dict[str, Any] = {
-            "labels": {
-                n: (vs[0] if len(vs) == 1 else list(vs))
-                for n, vs in zip(self.class_names, self.values, strict=True)
-            }
-        }
+        """The ``dataset.json`` form (single values unwrapped): ``{'labels': {'bg': 0, ...}}``."""
+        pairs = zip(self.class_names, self.values, strict=True)
+        d: dict[str, Any] = {"labels": {n: vs[0] if len(vs) == 1 else list(vs) for n, vs in pairs}}
         if self.ignore_value is not None:
             d["ignore_value"] = self.ignore_value
         return d
@@ -214,10 +152,7 @@ class LabelMapping:
 
     @cached_property
     def _lut(self) -> np.ndarray:
-        top = max(max(vs) for vs in self.values)
-        if self.ignore_value is not None:
-            top = max(top, self.ignore_value)
-        lut = np.full(top + 1, _UNKNOWN, np.int32)
+        lut = np.full(max(self.known_values()) + 1, _UNKNOWN, np.int32)
         for k, vs in enumerate(self.values):
             lut[list(vs)] = k
         if self.ignore_value is not None:
@@ -225,18 +160,8 @@ class LabelMapping:
         return lut
 
     def encode(self, raw_mask: np.ndarray, path: str | Path | None = None) -> np.ndarray:
-        """Raw mask values -> ``int32`` label map ``(H, W)``; ignored pixels -> ``-1``.
-
-        Args:
-            raw_mask: integer array of raw grey values (``(H, W)`` or ``(H, W, 1)``).
-            path: the mask's file, named in the error.
-
-        Returns:
-            ``int32`` array of the same spatial shape with values ``0..K-1`` or ``-1``.
-
-        Raises:
-            DatasetError: some values are not in the mapping (names the file and values).
-        """
+        """Raw mask ``(H, W)`` or ``(H, W, 1)`` -> ``int32`` label map ``(H, W)``, ignored
+        pixels ``-1``; values outside the mapping raise a DatasetError naming ``path``."""
         raw = np.asarray(raw_mask)
         if raw.ndim == 3 and raw.shape[-1] == 1:
             raw = raw[..., 0]
@@ -250,55 +175,35 @@ class LabelMapping:
         elif raw.dtype.kind not in "ui":
             raise ValueError(f"{path or 'mask'}: expected integer values, got dtype {raw.dtype}")
         lut = self._lut
-        if raw.size and (raw.min() < 0 or raw.max() >= lut.size):
-            out_of_range = (raw < 0) | (raw >= lut.size)
-            bad = set(np.unique(raw[out_of_range]).tolist())
-            inside = raw[~out_of_range]
-            bad |= set(np.unique(inside[lut[inside] == _UNKNOWN]).tolist())
-            raise DatasetError(self._unknown_message(path, bad))
-        labels = lut[raw]
-        if raw.size and labels.min() == _UNKNOWN:
-            raise DatasetError(
-                self._unknown_message(path, set(np.unique(raw[labels == _UNKNOWN]).tolist()))
-            )
+        inside = not raw.size or (raw.min() >= 0 and raw.max() < lut.size)
+        labels = lut[raw] if inside else None
+        if not inside or (raw.size and labels.min() == _UNKNOWN):
+            bad = set(np.unique(raw).tolist()) - self.known_values()
+            raise DatasetError(self.unknown_message(path, bad))
         return labels
 
     def known_values(self) -> set[int]:
         """All raw values the mapping accepts (class values and the ignore value)."""
         known = {v for vs in self.values for v in vs}
-        if self.ignore_value is not None:
-            known.add(self.ignore_value)
-        return known
+        return known if self.ignore_value is None else known | {self.ignore_value}
 
-    def _unknown_message(self, path, bad: set[int]) -> str:
+    def unknown_message(self, path, bad: set[int]) -> str:
+        """The problem line for a mask at ``path`` holding the unmapped values ``bad``."""
         return (
             f"{path or 'mask'}: values {_fmt_values(bad)} are not in the label mapping "
             f"(known: {_fmt_values(self.known_values())}); add them to a class in "
-            f'{_DATASET_JSON} (or set "ignore_value"), or fix the mask'
+            f'{DATASET_JSON} (or set "ignore_value"), or fix the mask'
         )
 
     def decode(self, label_map: np.ndarray) -> np.ndarray:
-        """Label map -> raw grey values (the first value of each class), e.g. to save it.
-
-        ``IGNORE_LABEL`` pixels become ``ignore_value``. Works on any shape.
-
-        Returns:
-            ``uint8`` array (``uint16`` when a value exceeds 255).
-
-        Raises:
-            ValueError: labels outside ``0..K-1`` (or ``-1`` without an ``ignore_value``).
-
-        Example:
-            >>> m = LabelMapping(("background", "membrane"), ((255,), (0,)))
-            >>> m.decode(np.array([[0, 1]])).tolist()
-            [[255, 0]]
-        """
+        """Label map (any shape) -> ``uint8`` (``uint16`` above 255) raw grey values, each
+        class's first value and ``ignore_value`` for ``IGNORE_LABEL``, e.g. to save it. Labels
+        outside ``0..K-1`` (or ``-1`` without an ``ignore_value``) raise ValueError."""
         labels = np.asarray(label_map)
-        firsts = [vs[0] for vs in self.values]
-        top = max(firsts + ([self.ignore_value] if self.ignore_value is not None else []))
-        dtype = np.uint8 if top <= 255 else np.uint16
-        lut = np.array([*firsts, 0 if self.ignore_value is None else self.ignore_value], dtype)
-        lo = IGNORE_LABEL if self.ignore_value is not None else 0
+        ignore = self.ignore_value
+        firsts = [vs[0] for vs in self.values] + [0 if ignore is None else ignore]
+        lut = np.array(firsts, np.uint8 if max(firsts) <= 255 else np.uint16)
+        lo = 0 if ignore is None else IGNORE_LABEL
         if labels.size and (labels.min() < lo or labels.max() >= self.num_classes):
             outside = np.unique(labels[(labels < lo) | (labels >= self.num_classes)])
             raise ValueError(
@@ -308,121 +213,83 @@ class LabelMapping:
         return lut[labels.astype(np.int64)]  # -1 indexes the last entry (the ignore value)
 
 
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _fmt_values(values) -> str:
     vals = sorted(int(v) for v in values)
-    if len(vals) > 20:
-        return "{" + ", ".join(map(str, vals[:20])) + f", ... ({len(vals)} values)" + "}"
-    return "{" + ", ".join(map(str, vals)) + "}"
+    more = f", ... ({len(vals)} values)" if len(vals) > 20 else ""
+    return "{" + ", ".join(map(str, vals[:20])) + more + "}"
 
 
 def _suggested_json(values: set[int]) -> str:
     vals = sorted(values)
     if len(vals) == 2:
-        labels = {"background": vals[0], "foreground": vals[1]}
-    else:
-        shown = vals if len(vals) <= 12 else vals[:12]
-        labels = {f"class_{i}": v for i, v in enumerate(shown)}
-    text = json.dumps({"labels": labels})
-    if len(vals) > 12:
-        text = text[:-2] + ", ...}}"
-    return text
+        return json.dumps({"labels": {"background": vals[0], "foreground": vals[1]}})
+    text = json.dumps({"labels": {f"class_{i}": v for i, v in enumerate(vals[:12])}})
+    return text[:-2] + ", ...}}" if len(vals) > 12 else text
 
 
 def infer_label_mapping(values: set[int], *, data_dir: str | Path | None = None) -> LabelMapping:
-    """Guess the mapping from the set of raw values found in all masks.
-
-    Rules: values within ``{0, 1}`` or ``{0, 255}`` are binary (``background`` = 0,
-    ``foreground`` = non-zero); exactly ``{0, 1, ..., K-1}`` is ``K`` classes
-    (``background``, ``class_1``, ...). Anything else needs a ``dataset.json``.
-
-    Args:
-        values: raw mask values found.
-        data_dir: the dataset folder, named in the error.
-
-    Returns:
-        The inferred mapping.
-
-    Raises:
-        DatasetError: values that fit no rule; the message lists them and shows the
-            ``dataset.json`` to write.
-
-    Example:
-        >>> infer_label_mapping({0, 255}).values
-        ((0,), (255,))
-        >>> infer_label_mapping({0, 1, 2}).class_names
-        ('background', 'class_1', 'class_2')
+    """Guess the mapping from the set of raw values found in all masks: values within
+    ``{0, 1}`` or ``{0, 255}`` are binary (``background`` = 0, ``foreground``); exactly
+    ``{0, 1, ..., K-1}`` is ``K`` classes (``background``, ``class_1``, ...). Anything else
+    raises a DatasetError listing the values and the ``dataset.json`` to write in ``data_dir``.
     """
     vals = {int(v) for v in values}
-    if vals and vals <= {0, 1}:
-        return LabelMapping(("background", "foreground"), ((0,), (1,)))
-    if vals and vals <= {0, 255}:
-        return LabelMapping(("background", "foreground"), ((0,), (255,)))
+    for top in (1, 255):
+        if vals and vals <= {0, top}:
+            return LabelMapping(("background", "foreground"), ((0,), (top,)))
     k = len(vals)
     if k >= 3 and vals == set(range(k)):
         names = ("background", *(f"class_{i}" for i in range(1, k)))
         return LabelMapping(names, tuple((i,) for i in range(k)))
-    where = Path(data_dir) / _DATASET_JSON if data_dir is not None else _DATASET_JSON
+    where = Path(data_dir) / DATASET_JSON if data_dir is not None else DATASET_JSON
     if not vals:
         raise DatasetError(f"{where}: no mask values found; cannot infer the classes")
-    hint = ""
-    if len(vals) > 32:
-        hint = (
-            " (that many values suggests images saved as masks, or lossy JPEG masks: "
-            "save masks as PNG with one grey value per class)"
-        )
+    hint = (
+        " (that many values suggests images saved as masks, or lossy JPEG masks: "
+        "save masks as PNG with one grey value per class)"
+    )
     raise DatasetError(
-        f"{where}: masks hold the values {_fmt_values(vals)}{hint}, which are neither binary "
-        f"({{0, 255}} or {{0, 1}}) nor 0..K-1; write {where} saying which value is which "
-        f"class, in class order (background first), e.g. {_suggested_json(vals)} "
-        "(or pass labels=... / --labels)"
+        f"{where}: masks hold the values {_fmt_values(vals)}{hint * (len(vals) > 32)}, which "
+        f"are neither binary ({{0, 255}} or {{0, 1}}) nor 0..K-1; write {where} saying which "
+        "value is which class, in class order (background first), e.g. "
+        f"{_suggested_json(vals)} (or pass labels=... / --labels)"
     )
 
 
 def load_label_mapping(
     data_dir: str | Path, labels: LabelMapping | dict | str | Path | None = None
 ) -> LabelMapping | None:
-    """The mapping given as ``labels``, else the one in ``data_dir/dataset.json``, else ``None``.
-
-    Args:
-        data_dir: the dataset folder.
-        labels: a :class:`LabelMapping`, a dict in the ``dataset.json`` form, a JSON string
-            (starting with ``{``) or the path of a JSON file.
-
-    Returns:
-        The mapping, or ``None`` when neither is given (then it is inferred from the masks).
-
-    Raises:
-        DatasetError: an unreadable or malformed JSON file or string (names it and the fix).
-    """
+    """The mapping given as ``labels`` (a :class:`LabelMapping`, a dict in the ``dataset.json``
+    form, a JSON string starting with ``{`` or the path of a JSON file), else the one in
+    ``data_dir/dataset.json``, else ``None``. An unreadable or malformed JSON file or string
+    raises a DatasetError naming it and the fix."""
     if isinstance(labels, LabelMapping):
         return labels
-    source: str
+    source = "labels argument"
     if labels is None:
-        path = Path(data_dir) / _DATASET_JSON
+        path = Path(data_dir) / DATASET_JSON
         if not path.is_file():
             return None
-        source = str(path)
-        d = _read_json(path)
+        source, d = str(path), _read_json(path)
     elif isinstance(labels, dict):
-        source, d = "labels argument", labels
+        d = labels
     elif isinstance(labels, str) and labels.lstrip().startswith("{"):
-        source = "labels argument"
         try:
             d = json.loads(labels)
         except json.JSONDecodeError as e:
-            raise DatasetError(
-                f"{source}: not valid JSON ({e}); write e.g. "
-                '\'{"labels": {"background": 0, "foreground": 255}}\''
-            ) from None
+            raise DatasetError(f"{source}: not valid JSON ({e}); write e.g. '{_EXAMPLE}'") from None
     elif isinstance(labels, str | Path):
         path = Path(labels)
         if not path.is_file():
             raise DatasetError(
-                f"{path}: labels file not found; give a JSON file or a JSON "
-                'string such as \'{"labels": {"background": 0, "foreground": 255}}\''
+                f"{path}: labels file not found; give a JSON file or a JSON string such as "
+                f"'{_EXAMPLE}'"
             )
-        source = str(path)
-        d = _read_json(path)
+        source, d = str(path), _read_json(path)
     else:
         raise TypeError(f"labels must be a LabelMapping, dict, JSON string or path, got {labels!r}")
     try:
@@ -437,7 +304,4 @@ def _read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot be read ({e})") from None
     except json.JSONDecodeError as e:
-        raise DatasetError(
-            f"{path}: not valid JSON ({e}); fix it, e.g. "
-            '{"labels": {"background": 0, "foreground": 255}}'
-        ) from None
+        raise DatasetError(f"{path}: not valid JSON ({e}); fix it, e.g. {_EXAMPLE}") from None

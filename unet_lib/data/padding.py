@@ -1,21 +1,12 @@
-"""NumPy padding shared by the data pipeline and inference (no TensorFlow).
-
-Mirror padding without repeating the edge (``np.pad(mode="reflect")``, OpenCV's
-``BORDER_REFLECT_101``) is the convention everywhere: whole arrays are padded with
-:func:`pad_to_multiple_np`, tiles that reach past an image's border read through
-:func:`reflect_indices`.
+"""NumPy padding shared by the data pipeline and inference: mirror padding without
+repeating the edge (``np.pad(mode="reflect")``, OpenCV's ``BORDER_REFLECT_101``) everywhere.
 """
-
-from __future__ import annotations
 
 import numpy as np
 
 
 def reflect_indices(index: np.ndarray, n: int) -> np.ndarray:
-    """Mirror indices into ``0..n-1`` (reflect without repeating the edge, like np.pad).
-
-    Tiled inference reads tiles that reach past the image border through these indices, so
-    a huge image is never padded as a whole.
+    """Mirror indices into ``0..n-1`` (for tiles that reach past the image border).
 
     Example:
         >>> reflect_indices(np.arange(-2, 5), 4).tolist()
@@ -35,47 +26,29 @@ def as_pair(value, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def padding_widths(size: int, multiple: int) -> tuple[int, int]:
-    """``(before, after)`` that bring ``size`` up to a multiple, split evenly."""
-    total = (-size) % multiple
-    return total // 2, total - total // 2
-
-
 def pad_to_multiple_np(array: np.ndarray, multiple, mode: str = "reflect", constant_value=0):
-    """Pads the spatial axes of a NumPy array up to a multiple of ``multiple``.
-
-    Spatial axes are ``(0, 1)`` for ``(H, W)`` / ``(H, W, C)`` arrays and ``(1, 2)`` for
-    batches ``(B, H, W, C)``. The padding is split evenly (the extra pixel goes after).
-
-    Args:
-        array: the array to pad.
-        multiple: an int (e.g. ``2**depth``) or ``(my, mx)``.
-        mode: ``"reflect"`` (mirror without repeating the edge, like ``cv2.BORDER_REFLECT_101``),
-            ``"edge"`` or ``"constant"`` (with ``constant_value``; ``IGNORE_LABEL`` for masks).
-
-    Returns:
-        ``(padded, (top, left, height, width))``; the box crops the original back out
-        (:func:`unpad_np`).
+    """Pads the spatial axes (``(0, 1)``, or ``(1, 2)`` for a ``(B, H, W, C)`` batch) up to a
+    multiple of ``multiple`` (an int such as ``2**depth``, or ``(my, mx)``), split evenly (the
+    extra pixel after); ``mode``: ``"reflect"``, ``"edge"`` or ``"constant"`` (``IGNORE_LABEL``
+    for masks). Returns ``(padded, (top, left, height, width))``; :func:`unpad_np` crops back.
 
     Example:
         >>> padded, box = pad_to_multiple_np(np.zeros((360, 480, 1)), 16)
         >>> padded.shape, box
         ((368, 480, 1), (4, 0, 360, 480))
     """
-    my, mx = as_pair(multiple, "multiple")
+    multiple = as_pair(multiple, "multiple")
+    if mode not in ("reflect", "edge", "constant"):
+        raise ValueError(f"mode must be 'reflect', 'edge' or 'constant', got {mode!r}")
     array = np.asarray(array)
     axis = 1 if array.ndim == 4 else 0
-    h, w = array.shape[axis], array.shape[axis + 1]
-    (top, bottom), (left, right) = padding_widths(h, my), padding_widths(w, mx)
     widths = [(0, 0)] * array.ndim
-    widths[axis], widths[axis + 1] = (top, bottom), (left, right)
-    if mode == "constant":
-        padded = np.pad(array, widths, mode="constant", constant_values=constant_value)
-    elif mode in ("reflect", "edge"):
-        padded = np.pad(array, widths, mode=mode)
-    else:
-        raise ValueError(f"mode must be 'reflect', 'edge' or 'constant', got {mode!r}")
-    return padded, (top, left, h, w)
+    for offset, m in enumerate(multiple):
+        total = (-array.shape[axis + offset]) % m
+        widths[axis + offset] = (total // 2, total - total // 2)
+    extra = {"constant_values": constant_value} if mode == "constant" else {}
+    padded = np.pad(array, widths, mode=mode, **extra)
+    return padded, (widths[axis][0], widths[axis + 1][0], *array.shape[axis : axis + 2])
 
 
 def unpad_np(array: np.ndarray, box) -> np.ndarray:

@@ -1,30 +1,9 @@
-"""The tf.data input pipeline: decode once, cache, shuffle, crop, augment, pad, batch.
+"""The tf.data input pipeline: source -> cache -> seeded shuffle (new order each epoch)
+[-> repeat] -> per-element seed -> random patch -> augmentation -> pad -> batch -> prefetch.
 
-``make_dataset`` turns in-memory arrays (lists of possibly different-sized images and label
-maps, a :class:`~unet_lib.data.folder.LoadedDataset`, or a dataset folder, which it loads
-with :func:`~unet_lib.data.folder.load_dataset`) into a ``tf.data.Dataset`` of
-``(images (B, h, w, C) float32, masks (B, h, w, 1) int32)`` batches:
-
-    source -> cache -> seeded shuffle (reshuffled each epoch) [-> repeat] -> per-element
-    seed -> random patch (``patch_size``) -> augmentation -> pad to ``pad_multiple``
-    -> batch -> prefetch
-
-Every random choice uses stateless ops seeded from ``(seed, Dataset.random(seed))``, so a
-pipeline is reproducible across runs (exactly, order included, with ``deterministic=True``)
-while each epoch gets new patches and augmentations. Padding (patches larger than the image,
-sizes that are not a multiple of ``2**depth``) reflects the image and writes
-``IGNORE_LABEL`` into the mask, so padded pixels count nowhere.
-
-The NumPy helpers :func:`pad_to_multiple_np` / :func:`unpad_np` do the same padding for
-inference and crop the result back.
-
-Example:
-    >>> ds = make_dataset(images, masks, batch_size=8, patch_size=128, augment=AugmentConfig())
-    >>> for x, y in ds.take(1):
-    ...     x.shape, y.shape  # (8, 128, 128, C), (8, 128, 128, 1)
+Stateless ops seeded from ``(seed, Dataset.random(seed))``: reproducible, yet new patches and
+augmentations each epoch. Padding writes ``IGNORE_LABEL`` into the mask (counted nowhere).
 """
-
-from __future__ import annotations
 
 from pathlib import Path
 
@@ -32,64 +11,35 @@ import numpy as np
 import tensorflow as tf
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.data.augment import (
-    AugmentConfig,
-    _augment_batch,
-    _crop_batch,
-    _reflect_coord,
-    as_seed,
-    device_augment_fn,
-)
-from unet_lib.data.padding import as_pair, pad_to_multiple_np, unpad_np
 
-__all__ = [
-    "make_dataset",
-    "make_eval_dataset",
-    "pad_to_multiple",
-    "pad_to_multiple_np",
-    "unpad_np",
-    "device_augment_fn",
-]
+from .augment import AugmentConfig, as_seed
+from .padding import as_pair
+from .transforms import augment_batch, crop_batch, reflect_coord
+
+__all__ = ["make_dataset", "make_eval_dataset", "pad_to_multiple"]
 
 _AUTOTUNE = tf.data.AUTOTUNE
 _TENSOR_SOURCE_LIMIT = 1 << 30  # bytes: larger equal-size data is fed from a generator
 
 
 def pad_to_multiple(x, multiple, mode: str = "reflect", constant_value=0):
-    """TensorFlow version of :func:`pad_to_multiple_np` (same even split, any pad width).
-
-    Args:
-        x: ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` tensor.
-        multiple: int or ``(my, mx)``.
-        mode: ``"reflect"`` (reflect-101) or ``"constant"`` (``constant_value``).
-
-    Returns:
-        The padded tensor (image and mask padded separately stay aligned).
-
-    Example:
-        >>> image = pad_to_multiple(image, 16)
-        >>> mask = pad_to_multiple(mask, 16, mode="constant", constant_value=IGNORE_LABEL)
-    """
+    """TensorFlow version of :func:`~unet_lib.data.pad_to_multiple_np` (same even split, any
+    pad width) for ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` tensors; ``mode``:
+    ``"reflect"`` (reflect-101) or ``"constant"`` (``constant_value``)."""
     if mode not in ("reflect", "constant"):
         raise ValueError(f"mode must be 'reflect' or 'constant', got {mode!r}")
     x = tf.convert_to_tensor(x)
     axis = 1 if x.shape.rank == 4 else 0
     for offset, m in enumerate(as_pair(multiple, "multiple")):
         ax = axis + offset
-        size = tf.shape(x)[ax]
-        before = ((-size) % m) // 2
-        raw = tf.range(size + (-size) % m) - before
-        static = x.shape[ax]
-        x = tf.gather(x, _reflect_coord(raw, size), axis=ax)
+        size, static = tf.shape(x)[ax], x.shape[ax]
+        raw = tf.range(size + (-size) % m) - ((-size) % m) // 2
+        x = tf.gather(x, reflect_coord(raw, size), axis=ax)
         if static is not None:  # keep the static size for Keras
-            shape = x.shape.as_list()
-            shape[ax] = static + (-static) % m
-            x.set_shape(shape)
+            x.set_shape(x.shape[:ax] + [static + (-static) % m] + x.shape[ax + 1 :])
         if mode == "constant":
-            inside = (raw >= 0) & (raw < size)
-            shape = [1] * x.shape.rank
-            shape[ax] = -1
-            x = tf.where(tf.reshape(inside, shape), x, tf.cast(constant_value, x.dtype))
+            inside = tf.reshape((raw >= 0) & (raw < size), [-1] + [1] * (x.shape.rank - ax - 1))
+            x = tf.where(inside, x, tf.cast(constant_value, x.dtype))
     return x
 
 
@@ -98,7 +48,7 @@ def _as_arrays(images, masks, labels, channels):
     if isinstance(images, str | Path):
         if masks is not None:
             raise ValueError("pass either a dataset folder (masks=None) or images and masks")
-        from unet_lib.data.folder import load_dataset
+        from .folder import load_dataset
 
         images = load_dataset(images, labels=labels, channels=channels)
     if hasattr(images, "images") and hasattr(images, "masks"):  # a LoadedDataset
@@ -154,15 +104,10 @@ def _output_sizes(sizes, patch, pad_multiple) -> set[tuple[int, int]]:
 
 
 def _file_source(data_dir, labels, channels):
-    """Pairs read from the folder one at a time (for data larger than memory).
-
-    The folder is validated first (every file is read once and dropped); the dataset then
-    decodes each pair when it is needed, so with a cache file nothing is ever held whole.
-
-    Returns:
-        ``(dataset, number of pairs, set of (H, W) sizes)``.
-    """
-    from unet_lib.data.folder import find_pairs, read_image, read_mask, validate_dataset
+    """``(dataset, number of pairs, set of (H, W) sizes)`` of pairs read from the folder one
+    at a time, after validating it (each file read once and dropped): with a cache file the
+    data is never held whole (data larger than memory)."""
+    from .folder import find_pairs, read_image, read_mask, validate_dataset
 
     summary = validate_dataset(data_dir, labels=labels, channels=channels)
     pairs = find_pairs(data_dir)
@@ -174,12 +119,17 @@ def _file_source(data_dir, labels, channels):
             mask = mapping.encode(read_mask(pair.mask_path), pair.mask_path)
             yield image, mask.astype(np.int32)[..., None]
 
-    specs = (
-        tf.TensorSpec((None, None, depth), tf.float32),
-        tf.TensorSpec((None, None, 1), tf.int32),
-    )
-    ds = tf.data.Dataset.from_generator(generate, output_signature=specs)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=_specs(depth))
     return ds, summary.num_pairs, set(summary.sizes)
+
+
+def _specs(channels: int, weights=None) -> tuple:
+    """The element signature: image, mask and (per-pixel or per-image) weights if given."""
+    specs = [tf.TensorSpec((None, None, channels), tf.float32)]
+    specs.append(tf.TensorSpec((None, None, 1), tf.int32))
+    if weights is not None:
+        specs.append(tf.TensorSpec((None, None, 1) if np.ndim(weights[0]) else (), tf.float32))
+    return tuple(specs)
 
 
 def _source(images, masks, weights) -> tf.data.Dataset:
@@ -189,17 +139,88 @@ def _source(images, masks, weights) -> tf.data.Dataset:
     nbytes = sum(a.nbytes for a in images) + sum(a.nbytes for a in masks)
     if same and nbytes <= _TENSOR_SOURCE_LIMIT:
         return tf.data.Dataset.from_tensor_slices(tuple(np.stack(p) for p in parts))
-    specs = [
-        tf.TensorSpec((None, None, images[0].shape[-1]), tf.float32),
-        tf.TensorSpec((None, None, 1), tf.int32),
-    ]
-    if weights is not None:
-        specs.append(tf.TensorSpec((None, None, 1) if np.ndim(weights[0]) else (), tf.float32))
+    specs = _specs(images[0].shape[-1], weights)
+    return tf.data.Dataset.from_generator(lambda: zip(*parts, strict=True), output_signature=specs)
 
-    def generate():
-        yield from zip(*parts, strict=True)
 
-    return tf.data.Dataset.from_generator(generate, output_signature=tuple(specs))
+def _check_options(batch_size, augment, augment_on, patch_size, foreground_fraction):
+    """Validates the options of :func:`make_dataset`; returns the patch as ``(h, w)`` (or
+    ``None``) and the augmentation to run in the pipeline (or ``None``)."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if augment_on not in ("host", "device"):
+        raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}")
+    if augment is not None and not isinstance(augment, AugmentConfig):
+        raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment)}")
+    patch = None if patch_size is None else as_pair(patch_size, "patch_size")
+    if not 0.0 <= foreground_fraction <= 1.0:
+        raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+    if foreground_fraction > 0 and patch is None:
+        raise ValueError("foreground_fraction needs patch_size (it places the patches)")
+    host = augment if augment_on == "host" and augment is not None else None
+    return patch, None if host is not None and host.is_identity else host
+
+
+def _elements(images, masks, sample_weights, cache, labels, channels):
+    """The source dataset, its length, the image sizes and the kind of weights."""
+    file_cache = isinstance(cache, str | Path) and cache not in ("", "memory")
+    if isinstance(images, str | Path) and file_cache and masks is None and sample_weights is None:
+        # a folder and a cache file: never hold the whole dataset in memory
+        return (*_file_source(images, labels, channels), None)
+    images, masks = _as_arrays(images, masks, labels, channels)
+    weights, weight_kind = _as_weights(sample_weights, masks)
+    sizes = {a.shape[:2] for a in images}
+    return _source(images, masks, weights), len(images), sizes, weight_kind
+
+
+def _cached(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
+    if cache is True or cache == "memory":
+        return ds.cache()
+    if isinstance(cache, str | Path) and cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        return ds.cache(str(cache))
+    if cache not in (False, None):
+        raise ValueError(f"cache must be True, 'memory', a file path or False, got {cache!r}")
+    return ds
+
+
+def _ordered(ds, count, shuffle, shuffle_buffer, seed, repeat, seeded) -> tf.data.Dataset:
+    """Shuffled (a new order each epoch), repeated; elements paired with an int64 ``r`` that
+    seeds their patch and augmentation (random when ``seeded``, else 0)."""
+    if shuffle:
+        ds = ds.shuffle(
+            shuffle_buffer or min(count, 4096), seed=seed, reshuffle_each_iteration=True
+        )
+    ds = ds.repeat() if repeat else ds
+    if seeded:
+        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip((ds, rand))
+    return ds.map(lambda *e: (e, tf.constant(0, tf.int64)))
+
+
+def _transform(seed, patch, foreground_fraction, augment, pad_multiple, weight_kind):
+    """The per-element map ``(element, r) -> (image, mask[, weights])``: seed from ``r``,
+    patch, augmentation (``augment``: a config or None), padding."""
+    base = as_seed(seed)
+
+    def transform(element, r):
+        image, mask = element[0][None], element[1][None]  # batch of one for the cores
+        w = element[2][None] if weight_kind == "pixel" else None
+        s = tf.random.experimental.stateless_fold_in(base, r)
+        s_crop, s_aug = tf.unstack(tf.random.experimental.stateless_split(s, 2))
+        if patch is not None:
+            image, mask, w = crop_batch(image, mask, w, patch, s_crop, foreground_fraction)
+        if augment is not None:
+            image, mask, w = augment_batch(image, mask, w, augment, s_aug)
+        image, mask, w = (None if t is None else t[0] for t in (image, mask, w))
+        if pad_multiple is not None:
+            image = pad_to_multiple(image, pad_multiple)
+            mask = pad_to_multiple(mask, pad_multiple, "constant", IGNORE_LABEL)
+            w = None if w is None else pad_to_multiple(w, pad_multiple, "constant", 0)
+        w = element[2] if weight_kind == "image" else w
+        return (image, mask) if w is None else (image, mask, w)
+
+    return tf.autograph.experimental.do_not_convert(transform)
 
 
 def make_dataset(
@@ -223,135 +244,43 @@ def make_dataset(
     channels: int | None = None,
     foreground_fraction: float = 0.0,
 ) -> tf.data.Dataset:
-    """Builds the training (or evaluation) ``tf.data`` pipeline.
+    """The training (or evaluation) pipeline of ``(float32 (B, h, w, C), int32 (B, h, w, 1))``
+    batches; inconsistent inputs, or different sizes batched without ``patch_size``, raise
+    ValueError.
 
     Args:
-        images: list of ``(H, W, C)`` (or ``(H, W)``) float arrays in ``[0, 1]`` (sizes may
-            differ), a ``LoadedDataset``, or a dataset folder path (loaded with
-            ``load_dataset(images, labels, channels)``; ``masks`` must then be ``None``).
-        masks: list of ``(H, W)`` integer label maps (``IGNORE_LABEL`` = ignored).
+        images: ``(H, W, C)`` float arrays in ``[0, 1]`` (sizes may differ) with ``masks``
+            (``(H, W)`` label maps), a ``LoadedDataset``, or a folder (``labels``,
+            ``channels`` as in ``load_dataset``).
         batch_size: elements per batch (the global batch under ``tf.distribute``).
-        patch_size: ``int`` or ``(h, w)``: train on a random window of each image per step;
-            smaller images are reflect-padded (mask ``IGNORE_LABEL``). ``None``: whole images.
-        foreground_fraction: share of the patches centred on a foreground pixel (of a class
-            drawn uniformly among those > 0 present in the image), the rest uniform; nnU-Net
-            uses 1/3 so rare classes are seen. Needs ``patch_size``.
-        augment: an :class:`AugmentConfig`, or ``None`` for no augmentation.
-        shuffle: seeded shuffle, a new order each epoch (``shuffle_buffer`` elements; default
-            the whole dataset up to 4096).
-        cache: ``True`` / ``"memory"``: cache the source in memory; a path string: a cache
-            file. With a folder as ``images`` and a cache file, pairs are read from disk one
-            at a time and the whole dataset is never held in memory (data larger than
-            memory); ``False``: no cache.
-        seed: seeds the shuffle, the patches and the augmentation.
-        deterministic: ``tf.data`` ``options.deterministic``: a fixed element order despite
-            the parallel maps (same seed -> the same batches).
-        repeat: repeat forever (use ``steps_per_epoch``).
-        pad_multiple: pad each element's height and width up to a multiple (e.g.
-            ``2**depth`` for 480 x 360 images): image reflected, mask ``IGNORE_LABEL``.
-        drop_remainder: drop the last, smaller batch.
-        sample_weights: per-image weights ``(N,)`` (batched ``(B,)``) or per-pixel weight maps
-            (list of ``(H, W)``, cropped / moved / padded with the mask, batched
-            ``(B, h, w, 1)``); the dataset then yields ``(x, y, weights)``.
-        augment_on: ``"host"`` (augment in this pipeline) or ``"device"``: batches are
-            not augmented; call ``device_augment_fn(augment, seed)`` in the training step.
-        labels, channels: passed to ``load_dataset`` for a folder.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(float32 (B, h, w, C), int32 (B, h, w, 1))``.
-
-    Raises:
-        ValueError: for inconsistent inputs, or images of different sizes batched together
-            without ``patch_size`` (use ``patch_size`` or ``batch_size=1``).
-
-    Example:
-        >>> ds = make_dataset("data/generated/binary_v1", batch_size=8, patch_size=128,
-        ...                   augment=AugmentConfig(), repeat=True)  # doctest: +SKIP
+        patch_size: ``int`` or ``(h, w)``: a random window per element and step (smaller
+            images padded); ``None``: whole images.
+        augment: an :class:`AugmentConfig` or ``None``; with ``augment_on="device"`` call
+            ``device_augment_fn`` in the training step instead.
+        shuffle: a seeded, new order each epoch (``shuffle_buffer``: default up to 4096).
+        cache: ``True`` / ``"memory"``, ``False``, or a file (a folder is then read one pair
+            at a time: data larger than memory). ``seed`` seeds everything random.
+        deterministic, repeat: a fixed element order despite the parallel maps; forever.
+        pad_multiple: pad height and width up to a multiple (e.g. ``2**depth``).
+        sample_weights: per-image ``(N,)`` or per-pixel ``(H, W)`` maps: ``(x, y, weights)``.
+        foreground_fraction: share of patches placed on a foreground pixel of a class drawn
+            uniformly among those present (nnU-Net's oversampling).
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if augment_on not in ("host", "device"):
-        raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}")
-    if augment is not None and not isinstance(augment, AugmentConfig):
-        raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment)}")
-    patch = None if patch_size is None else as_pair(patch_size, "patch_size")
-    if not 0.0 <= foreground_fraction <= 1.0:
-        raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
-    if foreground_fraction > 0 and patch is None:
-        raise ValueError("foreground_fraction needs patch_size (it places the patches)")
-    streaming = (
-        isinstance(images, str | Path)
-        and isinstance(cache, str | Path)
-        and cache not in ("", "memory")
-        and masks is None
-        and sample_weights is None
-    )
-    if streaming:  # a folder and a cache file: never hold the whole dataset in memory
-        ds, count, sizes = _file_source(images, labels, channels)
-        weight_kind = None
-    else:
-        images, masks = _as_arrays(images, masks, labels, channels)
-        weights, weight_kind = _as_weights(sample_weights, masks)
-        ds = _source(images, masks, weights)
-        count, sizes = len(images), {a.shape[:2] for a in images}
+    patch, host = _check_options(batch_size, augment, augment_on, patch_size, foreground_fraction)
+    ds, count, sizes, weights = _elements(images, masks, sample_weights, cache, labels, channels)
     if len(_output_sizes(sizes, patch, pad_multiple)) > 1 and batch_size > 1:
         raise ValueError(
             f"images have different sizes (e.g. {sorted(sizes)[:4]}): pass patch_size=... "
             "to train on equal patches, or batch_size=1"
         )
-    if cache is True or cache == "memory":
-        ds = ds.cache()
-    elif isinstance(cache, str | Path) and cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(str(cache))
-    elif cache not in (False, None):
-        raise ValueError(f"cache must be True, 'memory', a file path or False, got {cache!r}")
-    if shuffle:
-        buffer = shuffle_buffer or min(count, 4096)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    host_augment = augment if augment_on == "host" and augment is not None else None
-    if host_augment is not None and host_augment.is_identity:
-        host_augment = None
-    if patch is not None or host_augment is not None:
-        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, rand))
-    else:
-        ds = ds.map(lambda *e: (e, tf.constant(0, tf.int64)))
-    base = as_seed(seed)
-    pixel_weights = weight_kind == "pixel"
-
-    def transform(element, r):
-        image, mask = element[0][None], element[1][None]  # batch of one for the cores
-        w = element[2][None] if pixel_weights else None
-        s = tf.random.experimental.stateless_fold_in(base, r)
-        s_crop, s_aug = tf.unstack(tf.random.experimental.stateless_split(s, 2))
-        if patch is not None:
-            image, mask, w = _crop_batch(image, mask, w, patch, s_crop, foreground_fraction)
-        if host_augment is not None:
-            image, mask, w = _augment_batch(image, mask, w, host_augment, s_aug)
-        image, mask, w = (None if t is None else t[0] for t in (image, mask, w))
-        if pad_multiple is not None:
-            image = pad_to_multiple(image, pad_multiple)
-            mask = pad_to_multiple(mask, pad_multiple, "constant", IGNORE_LABEL)
-            if w is not None:
-                w = pad_to_multiple(w, pad_multiple, "constant", 0)
-        if weight_kind == "image":
-            w = element[2]
-        return (image, mask) if w is None else (image, mask, w)
-
-    transform = tf.autograph.experimental.do_not_convert(transform)
+    seeded = patch is not None or host is not None
+    ds = _ordered(_cached(ds, cache), count, shuffle, shuffle_buffer, seed, repeat, seeded)
+    transform = _transform(seed, patch, foreground_fraction, host, pad_multiple, weights)
     ds = ds.map(transform, num_parallel_calls=_AUTOTUNE, deterministic=bool(deterministic))
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    ds = ds.prefetch(_AUTOTUNE)
+    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(_AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
-    # TF 2.21's autotuner thread makes the iterator's destructor wait for its next wake-up
-    # (up to as long as the iterator lived, 0 % CPU): 9-11 s after every fit here.
-    # Without it, AUTOTUNE parallelism resolves to the core count; step times unchanged
-    # (benchmarks/README.md, "The idle wait after fit").
-    options.autotune.enabled = False
+    options.autotune.enabled = False  # the autotuner delays the iterator's end by seconds
     return ds.with_options(options)
 
 
@@ -365,25 +294,12 @@ def make_eval_dataset(
     labels=None,
     channels: int | None = None,
 ) -> tf.data.Dataset:
-    """The evaluation pipeline: whole images, in order, no augmentation.
-
-    Images are padded to ``pad_multiple`` (mask ``IGNORE_LABEL``, so give the metrics
-    ``ignore_class=IGNORE_LABEL``). ``batch_size`` defaults to 8 when all images share one
-    size and to 1 otherwise.
-
-    Example:
-        >>> val = make_eval_dataset(val_images, val_masks, pad_multiple=16)  # doctest: +SKIP
-    """
+    """The evaluation pipeline: whole images, in order, no augmentation, padded to
+    ``pad_multiple`` (mask ``IGNORE_LABEL``: give the metrics ``ignore_class=IGNORE_LABEL``).
+    ``batch_size`` defaults to 8 when all images share one size, else 1."""
     images, masks = _as_arrays(images, masks, labels, channels)
     if batch_size is None:
         sizes = {a.shape[:2] for a in images}
         batch_size = 8 if len(_output_sizes(sizes, None, pad_multiple)) == 1 else 1
-    return make_dataset(
-        images,
-        masks,
-        batch_size=batch_size,
-        shuffle=False,
-        cache=cache,
-        deterministic=True,
-        pad_multiple=pad_multiple,
-    )
+    kwargs = {"shuffle": False, "cache": cache, "deterministic": True}
+    return make_dataset(images, masks, batch_size=batch_size, pad_multiple=pad_multiple, **kwargs)

@@ -1,33 +1,19 @@
-"""Which devices to train on: ``"cpu:2"``, ``"gpu:0,1"``, ... -> TensorFlow devices.
+"""Which devices to train on (``train(devices=...)``, ``--devices`` or ``UNET_DEVICES``):
+``"cpu:2"``, ``"gpu:0,1"``, ... -> TensorFlow devices; ``"cpu:N"`` splits the CPU into N
+logical devices (a real ``MirroredStrategy`` on one CPU)."""
 
-A choice comes from ``unet_lib.train(devices=...)``, ``--devices`` or the ``UNET_DEVICES``
-environment variable; :func:`unet_lib.runtime.settings.device_settings` turns the devices into a
-strategy. ``"cpu:N"`` splits the CPU into N logical devices, which gives a real
-``MirroredStrategy`` on one CPU (how the distributed tests run here).
+import os
 
-Example:
-    >>> parse_device_spec("gpu:0,1")
-    {'kind': 'gpu', 'indices': [0, 1]}
-"""
-
-from __future__ import annotations
+from .workers import cluster_workers, multi_worker_strategy
 
 DEVICES_ENV = "UNET_DEVICES"
 
 
 def parse_device_spec(spec) -> dict | None:
-    """Reads a device choice: ``None`` / ``""`` / ``"auto"`` (detect), ``"cpu"``,
-    ``"cpu:N"`` (N logical CPU devices), ``"gpu"`` (all GPUs), ``"gpu:0,1"`` (those GPUs), an
-    int N (``"cpu:N"`` without GPUs, else the first N GPUs), or a list of device names.
-
-    Returns:
-        ``None`` for auto-detection, else ``{"kind": "cpu"|"gpu", "count": n}``,
-        ``{"kind": "gpu", "indices": [...]}`` or ``{"names": [...]}``.
-
-    Example:
-        >>> parse_device_spec("cpu:2")
-        {'kind': 'cpu', 'count': 2}
-    """
+    """Reads a device choice: ``None`` / ``""`` / ``"auto"`` -> ``None`` (detect); ``"cpu"``,
+    ``"cpu:N"`` (N logical CPUs), ``"gpu"`` (all), an int N (``"cpu:N"`` without GPUs, else N
+    GPUs) -> ``{"kind": "cpu"|"gpu"|"any", "count": n}``; ``"gpu:0,1"`` -> ``{"kind": "gpu",
+    "indices": [0, 1]}``; a list of device names -> ``{"names": [...]}``."""
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "auto")):
         return None
     if isinstance(spec, list | tuple):
@@ -38,8 +24,7 @@ def parse_device_spec(spec) -> dict | None:
         if spec < 1:
             raise ValueError(f"devices must be >= 1, got {spec}")
         return {"kind": "any", "count": spec}
-    text = str(spec).strip().lower()
-    kind, _, rest = text.partition(":")
+    kind, _, rest = str(spec).strip().lower().partition(":")
     hint = "use e.g. 'cpu', 'cpu:2', 'gpu', 'gpu:0,1' or a list of device names"
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"unknown device choice {spec!r}: {hint}")
@@ -59,19 +44,10 @@ def parse_device_spec(spec) -> dict | None:
 
 
 def select_devices(spec) -> list[dict] | None:
-    """Makes the devices of a choice (see :func:`parse_device_spec`) exist and lists them.
-
-    ``"cpu:N"`` splits the first physical CPU into N logical devices, which TensorFlow allows
-    only before it starts: call this (or :func:`device_settings` / :func:`unet_lib.train`)
-    before any TensorFlow op, or set ``UNET_DEVICES=cpu:N`` before starting Python.
-
-    Returns:
-        Device descriptions for :func:`decide_settings`, or ``None`` to detect.
-
-    Raises:
-        RuntimeError: TensorFlow already started with another device layout.
-        ValueError: A device that does not exist.
-    """
+    """Makes the devices of a choice (:func:`parse_device_spec`) exist and lists them for
+    ``decide_settings`` (``None``: detect); a device that does not exist raises ValueError.
+    ``"cpu:N"`` splits the CPU, which TensorFlow allows only before it starts (else
+    RuntimeError): call this before any TensorFlow op, or set ``UNET_DEVICES=cpu:N`` first."""
     parsed = parse_device_spec(spec)
     if parsed is None:
         return None
@@ -91,13 +67,7 @@ def select_devices(spec) -> list[dict] | None:
     if kind == "any":
         kind = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     if kind == "cpu":
-        _split_cpu(tf, count)
-        return [
-            {"device_type": "CPU", "name": d.name}
-            for d in tf.config.list_logical_devices("CPU")[:count]
-        ]
-    from unet_lib.runtime.settings import detect_devices
-
+        return _split_cpu(tf, count)
     gpus = [d for d in detect_devices() if d["device_type"] == "GPU"]
     if not gpus:
         raise ValueError(f"devices {spec!r} asks for GPUs but TensorFlow sees none here")
@@ -108,7 +78,7 @@ def select_devices(spec) -> list[dict] | None:
     return [gpus[i] for i in indices]
 
 
-def _split_cpu(tf, count: int) -> None:
+def _split_cpu(tf, count: int) -> list[dict]:
     """N logical CPU devices (GPUs hidden), or a RuntimeError that says how to get them."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
@@ -125,20 +95,19 @@ def _split_cpu(tf, count: int) -> None:
                 f"{have}: set UNET_DEVICES=cpu:{count} (or pass devices=) before any "
                 "TensorFlow op runs, e.g. at the top of the script or in a fresh kernel"
             ) from err
+    return _cpu_devices(tf)[:count]
+
+
+def is_described(devices) -> bool:
+    """Whether ``devices`` is a list of device descriptions (dicts) already."""
+    return isinstance(devices, list) and bool(devices) and isinstance(devices[0], dict)
 
 
 def check_one_device(spec) -> None:
     """Other backends train on one device: refuse a choice of several."""
-    if isinstance(spec, list) and spec and isinstance(spec[0], dict):
-        many = len(spec) > 1
-    else:
-        parsed = parse_device_spec(spec) or {}
-        many = (
-            len(parsed.get("names", [])) > 1
-            or len(parsed.get("indices", [])) > 1
-            or (parsed.get("count") or 1) > 1
-        )
-    if many:
+    parsed = {"names": spec} if is_described(spec) else parse_device_spec(spec) or {}
+    counts = (len(parsed.get("names", [])), len(parsed.get("indices", [])))
+    if max(*counts, parsed.get("count") or 1) > 1:
         import keras
 
         raise ValueError(
@@ -146,3 +115,58 @@ def check_one_device(spec) -> None:
             f"the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()}): use one "
             "device, or KERAS_BACKEND=tensorflow"
         )
+
+
+def detect_devices() -> list[dict]:
+    """The visible accelerators (physical, with details) or else the logical CPU devices."""
+    import tensorflow as tf
+
+    out = []
+    for kind in ("TPU", "GPU"):
+        for device in tf.config.list_logical_devices(kind):
+            info = {"device_type": kind, "name": device.name}
+            physical = tf.config.list_physical_devices("GPU") if kind == "GPU" else []
+            if physical:
+                index = min(int(device.name.rsplit(":", 1)[-1]), len(physical) - 1)
+                details = tf.config.experimental.get_device_details(physical[index])
+                info["compute_capability"] = details.get("compute_capability")
+            out.append(info)
+        if out:
+            return out
+    return _cpu_devices(tf)
+
+
+def _cpu_devices(tf) -> list[dict]:
+    return [{"device_type": "CPU", "name": d.name} for d in tf.config.list_logical_devices("CPU")]
+
+
+def backend_device_kind(backend: str) -> str:
+    """``"GPU"``, ``"TPU"`` or ``"CPU"``: the device the torch or JAX backend computes on."""
+    if backend == "torch":
+        import torch
+
+        return "GPU" if torch.cuda.is_available() else "CPU"
+    if backend == "jax":
+        import jax
+
+        kinds = {"gpu": "GPU", "cuda": "GPU", "rocm": "GPU", "tpu": "TPU"}
+        return kinds.get(jax.devices()[0].platform, "CPU")
+    return "CPU"
+
+
+def device_kind_hint(devices=None) -> str:
+    """``"GPU"``, ``"TPU"`` or ``"CPU"``: where training on ``devices`` will run (no strategy)."""
+    import keras
+
+    devices = (os.environ.get(DEVICES_ENV) or None) if devices is None else devices
+    if isinstance(devices, str):
+        return "GPU" if devices.strip().lower().startswith("gpu") else "CPU"
+    if is_described(devices):
+        return str(devices[0].get("device_type", "CPU")).upper()
+    if keras.backend.backend() in ("torch", "jax"):
+        return backend_device_kind(keras.backend.backend())
+    if cluster_workers(os.environ.get("TF_CONFIG")) > 1:
+        multi_worker_strategy()  # before anything starts TensorFlow
+    import tensorflow as tf
+
+    return next((k for k in ("TPU", "GPU") if tf.config.list_physical_devices(k)), "CPU")

@@ -1,68 +1,27 @@
-"""Devices -> distribution strategy, precision policy, XLA and global batch size.
+"""Devices -> distribution strategy, precision policy, XLA and global batch size: a pure
+decision (:func:`decide_settings`), then the ``tf.distribute`` strategy (:func:`device_settings`).
+Other Keras backends (torch, JAX) train on one device."""
 
-Two layers: :func:`decide_settings` is a pure function of a device list (plain dicts or
-``tf.config.PhysicalDevice``-like objects), ``TF_CONFIG`` and the CPU flags, so every rule is
-testable without hardware; :func:`device_settings` detects the real devices, calls it and
-builds the ``tf.distribute`` strategy. :func:`apply_settings` sets the Keras precision policy.
-
-Rules:
-
-- strategy: ``TF_CONFIG`` naming more than one worker -> ``MultiWorkerMirroredStrategy``;
-  several GPUs (or several logical CPU devices, which one only has when one asked for them
-  with ``tf.config.set_logical_device_configuration``) -> ``MirroredStrategy``; a TPU ->
-  ``TPUStrategy``; otherwise the default strategy.
-- precision (``"auto"``): GPUs with compute capability 8.0+ (Ampere and later) ->
-  ``mixed_bfloat16``; 7.x (Volta/Turing tensor cores) -> ``mixed_float16``; older GPUs and
-  CPUs -> ``float32``. On a CPU with AVX-512 BF16 (``avx512_bf16`` in ``/proc/cpuinfo``)
-  ``precision="bfloat16"`` is allowed but not chosen automatically until measured.
-- ``jit_compile`` (``"auto"``): on for GPUs / TPUs, off on CPUs (XLA measured 15-37 % slower
-  for this U-Net on a CPU).
-- global batch = per-device batch x replicas.
-
-Which devices: ``device_settings(devices=...)`` or the ``UNET_DEVICES`` environment variable
-(see :mod:`unet_lib.runtime.devices`): ``"cpu:2"`` splits the CPU into two logical devices (a real
-``MirroredStrategy`` on one CPU, for tests), ``"gpu:0,1"`` picks GPUs, ``"cpu"`` ignores the
-GPUs. ``MultiWorkerMirroredStrategy`` (:mod:`unet_lib.runtime.workers`) must exist before
-TensorFlow starts, so :func:`device_settings` creates it first, once per process, when
-``TF_CONFIG`` names a cluster.
-Non-TensorFlow Keras backends (``KERAS_BACKEND=torch`` / ``jax``) train on one device with
-the default strategy.
-
-Example:
-    >>> settings = device_settings(per_device_batch_size=8)
-    >>> print(settings.describe())
-    >>> apply_settings(settings)
-    >>> with settings.strategy.scope():
-    ...     model = build_unet(...)
-"""
-
-from __future__ import annotations
-
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from unet_lib.runtime import workers
-from unet_lib.runtime.devices import DEVICES_ENV, check_one_device, select_devices
+from . import devices as hardware
+from . import workers
 
-_PRECISIONS = {
-    "auto": "auto",
-    "float32": "float32",
-    "fp32": "float32",
-    "float16": "mixed_float16",
-    "mixed_float16": "mixed_float16",
-    "bfloat16": "mixed_bfloat16",
-    "mixed_bfloat16": "mixed_bfloat16",
-}
+_PRECISIONS = {p: p for p in ("auto", "float32", "mixed_float16", "mixed_bfloat16")}
+_PRECISIONS |= {"fp32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+#: GPU precision by lowest compute capability: tensor cores with bfloat16 from 8.0 (Ampere).
+_GPU_PRECISION = (
+    ((8, 0), "mixed_bfloat16", "compute capability {} >= 8.0: bfloat16"),
+    ((7, 0), "mixed_float16", "compute capability {}: float16, no bfloat16"),
+    ((0, 0), "float32", "compute capability {} < 7.0: no tensor cores"),
+)
 
 
 @dataclass
 class TrainingSettings:
-    """What :func:`device_settings` decided, and why (``reasons``, one entry per choice).
-
-    ``strategy`` is ``None`` when the settings come from :func:`decide_settings` alone.
-    """
+    """What was decided, and why (``reasons``); ``strategy`` is built by :func:`build_strategy`."""
 
     strategy: Any
     strategy_name: str  # "default" | "mirrored" | "multi_worker_mirrored" | "tpu"
@@ -79,24 +38,22 @@ class TrainingSettings:
 
     def describe(self) -> str:
         """A few lines for printing at the start of training."""
+        replicas, workers_ = self.num_replicas, self.num_workers
         lines = [
             f"devices:   {self.device_kind} x {len(self.devices) or 1} "
             f"({', '.join(self.devices) or 'default'})",
-            f"strategy:  {self.strategy_name} ({self.num_replicas} replica"
-            f"{'s' if self.num_replicas != 1 else ''}, {self.num_workers} worker"
-            f"{'s' if self.num_workers != 1 else ''})",
+            f"strategy:  {self.strategy_name} ({replicas} replica{'s' * (replicas != 1)}, "
+            f"{workers_} worker{'s' * (workers_ != 1)})",
             f"precision: {self.precision_policy}",
             f"jit:       {self.jit_compile}",
             f"batch:     {self.per_device_batch_size} per replica, {self.global_batch_size} global",
+            *(f"  {key}: {why}" for key, why in self.reasons.items()),
         ]
-        lines += [f"  {key}: {why}" for key, why in self.reasons.items()]
         return "\n".join(lines)
 
 
 def _get(device, key, default=None):
-    if isinstance(device, dict):
-        return device.get(key, default)
-    return getattr(device, key, default)
+    return device.get(key, default) if isinstance(device, dict) else getattr(device, key, default)
 
 
 def _describe_device(device) -> dict:
@@ -109,31 +66,54 @@ def _describe_device(device) -> dict:
         raise ValueError(f"unknown device type {kind!r} in {device!r}: use CPU, GPU or TPU")
     details = _get(device, "details", None) or {}
     cc = _get(device, "compute_capability", None) or details.get("compute_capability")
-    if isinstance(cc, str):
-        cc = tuple(int(p) for p in cc.split("."))
+    cc = tuple(int(p) for p in cc.split(".")) if isinstance(cc, str) else cc
     name = _get(device, "name", None) or details.get("device_name")
     return {"kind": kind, "name": name, "compute_capability": tuple(cc) if cc else None}
-
-
-def _cluster_workers(tf_config) -> int:
-    """Number of workers (``chief`` + ``worker`` tasks) in a ``TF_CONFIG`` value."""
-    if not tf_config:
-        return 1
-    config = json.loads(tf_config) if isinstance(tf_config, str) else tf_config
-    cluster = config.get("cluster", {})
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
 
 
 def read_cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
     """The CPU feature flags from ``/proc/cpuinfo`` (empty where it does not exist)."""
     try:
         with open(path) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+            line = next((line for line in f if line.startswith("flags")), "flags:")
     except OSError:
-        pass
-    return set()
+        line = "flags:"
+    return set(line.split(":", 1)[1].split())
+
+
+def _strategy_choice(kind: str, local: int, num_workers: int) -> tuple[str, str]:
+    """The strategy name and why: a cluster, TPU cores, several local devices, or one."""
+    if num_workers > 1:
+        return "multi_worker_mirrored", f"TF_CONFIG names a cluster of {num_workers} workers"
+    if kind == "tpu":
+        return "tpu", f"{local} TPU core(s)"
+    if local > 1:
+        return "mirrored", f"{local} {kind.upper()} devices on one machine"
+    return "default", f"one {kind.upper()} device"
+
+
+def _precision_choice(precision: str, kind: str, ccs: list, cpu_bf16: bool) -> tuple[str, str]:
+    """The precision policy and why (``ccs``: the compute capabilities of the GPUs used)."""
+    wanted = _PRECISIONS[precision]
+    if wanted != "auto":
+        bf16 = "has AVX-512 BF16" if cpu_bf16 else "lacks AVX-512 BF16: bfloat16 is emulated"
+        notes = {"mixed_bfloat16": f" (this CPU {bf16})"}
+        notes["mixed_float16"] = " (float16 has no fast CPU kernels: expect it to be slow)"
+        return wanted, f"asked for {precision!r}" + (notes.get(wanted, "") if kind == "cpu" else "")
+    if kind == "tpu":
+        return "mixed_bfloat16", "TPUs compute natively in bfloat16"
+    if kind == "cpu":
+        return "float32", "CPU: float32 by default" + (
+            "; AVX-512 BF16 detected (avx512_bf16), mixed_bfloat16 available with "
+            "precision='bfloat16' until a measurement decides the default"
+            if cpu_bf16
+            else "; no AVX-512 BF16 (avx512_bf16 not in the CPU flags)"
+        )
+    if not ccs:
+        return "float32", "GPU compute capability unknown: float32 to be safe"
+    cc = min(ccs)
+    low, policy, why = next(rule for rule in _GPU_PRECISION if cc >= rule[0])
+    return policy, why.format(f"{cc[0]}.{cc[1]}")
 
 
 def decide_settings(
@@ -145,27 +125,16 @@ def decide_settings(
     tf_config=None,
     cpu_flags: set[str] | None = None,
 ) -> TrainingSettings:
-    """The pure decision: which strategy, precision, jit and batch for these devices.
-
-    Args:
-        devices: list of device descriptions: dicts like ``{"device_type": "GPU",
-            "compute_capability": (8, 0)}``, ``tf.config.PhysicalDevice``-like objects
-            (``device_type``, ``name``, optional ``details``) or names like
-            ``"/device:CPU:0"``. Accelerators win over CPUs in a mixed list.
-        per_device_batch_size: batch per replica.
-        precision: ``"auto"``, ``"float32"``, ``"float16"`` / ``"mixed_float16"`` or
-            ``"bfloat16"`` / ``"mixed_bfloat16"``.
-        jit_compile: ``"auto"`` or a bool.
-        tf_config: the ``TF_CONFIG`` JSON (string or dict), ``None`` for a single machine.
-        cpu_flags: CPU flags (default: read from ``/proc/cpuinfo``).
-
-    Returns:
-        :class:`TrainingSettings` with ``strategy=None``.
-
-    Example:
-        >>> s = decide_settings([{"device_type": "GPU", "compute_capability": (7, 0)}])
-        >>> s.precision_policy, s.jit_compile
-        ('mixed_float16', True)
+    """The pure decision (a :class:`TrainingSettings` with ``strategy=None``): a ``TF_CONFIG``
+    cluster of several workers -> ``MultiWorkerMirroredStrategy``, several GPUs (or logical
+    CPUs) -> ``MirroredStrategy``, TPUs -> ``TPUStrategy``, else the default one.
+    ``precision`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``, also
+    ``"mixed_..."``): ``"auto"`` is ``mixed_bfloat16`` from compute capability 8.0,
+    ``mixed_float16`` on 7.x, else ``float32``. ``jit_compile="auto"``: XLA except on CPUs.
+    ``devices``: dicts like ``{"device_type": "GPU", "compute_capability": (8, 0)}``,
+    ``PhysicalDevice``-like objects or names (``"/device:CPU:0"``); accelerators win.
+    ``tf_config``: ``TF_CONFIG`` (JSON string or dict; ``None``: one machine); ``cpu_flags``:
+    default read from ``/proc/cpuinfo``.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
@@ -174,149 +143,25 @@ def decide_settings(
     if int(per_device_batch_size) < 1:
         raise ValueError(f"per_device_batch_size must be >= 1, got {per_device_batch_size}")
     described = [_describe_device(d) for d in (devices or [{"device_type": "CPU"}])]
-    reasons: dict[str, str] = {}
     kind = next((k for k in ("tpu", "gpu") if any(d["kind"] == k for d in described)), "cpu")
     used = [d for d in described if d["kind"] == kind]
-    for i, d in enumerate(used):
-        d["name"] = str(d["name"] or f"/device:{kind.upper()}:{i}")
-    local = len(used)
-    workers = _cluster_workers(tf_config)
+    num_workers = workers.cluster_workers(tf_config)
     flags = read_cpu_flags() if cpu_flags is None else set(cpu_flags)
     cpu_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-
-    if workers > 1:
-        name = "multi_worker_mirrored"
-        reasons["strategy"] = f"TF_CONFIG names a cluster of {workers} workers"
-    elif kind == "tpu":
-        name = "tpu"
-        reasons["strategy"] = f"{local} TPU core(s)"
-    elif local > 1:
-        name = "mirrored"
-        reasons["strategy"] = f"{local} {kind.upper()} devices on one machine"
-    else:
-        name = "default"
-        reasons["strategy"] = f"one {kind.upper()} device"
-    replicas = workers * local
-
-    wanted = _PRECISIONS[precision]
+    replicas, batch = num_workers * len(used), int(per_device_batch_size)
+    name, why_strategy = _strategy_choice(kind, len(used), num_workers)
     ccs = [d["compute_capability"] for d in used if d["compute_capability"]]
-    if wanted != "auto":
-        policy = wanted
-        reasons["precision"] = f"asked for {precision!r}"
-        if kind == "cpu" and policy == "mixed_float16":
-            reasons["precision"] += " (float16 has no fast CPU kernels: expect it to be slow)"
-        if kind == "cpu" and policy == "mixed_bfloat16":
-            reasons["precision"] += (
-                " (this CPU has AVX-512 BF16)"
-                if cpu_bf16
-                else " (this CPU lacks AVX-512 BF16: bfloat16 is emulated)"
-            )
-    elif kind == "tpu":
-        policy, reasons["precision"] = "mixed_bfloat16", "TPUs compute natively in bfloat16"
-    elif kind == "gpu":
-        cc = min(ccs) if ccs else None
-        if cc is None:
-            policy = "float32"
-            reasons["precision"] = "GPU compute capability unknown: float32 to be safe"
-        elif cc >= (8, 0):
-            policy = "mixed_bfloat16"
-            reasons["precision"] = f"compute capability {cc[0]}.{cc[1]} >= 8.0: bfloat16"
-        elif cc >= (7, 0):
-            policy = "mixed_float16"
-            reasons["precision"] = f"compute capability {cc[0]}.{cc[1]}: float16, no bfloat16"
-        else:
-            policy = "float32"
-            reasons["precision"] = f"compute capability {cc[0]}.{cc[1]} < 7.0: no tensor cores"
+    policy, why_precision = _precision_choice(precision, kind, ccs, cpu_bf16)
+    if jit_compile != "auto":
+        jit, why_jit = bool(jit_compile), f"asked for {bool(jit_compile)}"
     else:
-        policy = "float32"
-        reasons["precision"] = "CPU: float32 by default" + (
-            "; AVX-512 BF16 detected (avx512_bf16), mixed_bfloat16 available with "
-            "precision='bfloat16' until a measurement decides the default"
-            if cpu_bf16
-            else "; no AVX-512 BF16 (avx512_bf16 not in the CPU flags)"
-        )
-
-    if jit_compile == "auto":
         jit = kind != "cpu"
-        reasons["jit_compile"] = (
-            "XLA on accelerators" if jit else "off on CPU (XLA measured 15-37 % slower here)"
-        )
-    else:
-        jit = bool(jit_compile)
-        reasons["jit_compile"] = f"asked for {jit}"
-    global_batch = int(per_device_batch_size) * replicas
+        why_jit = "XLA on accelerators" if jit else "off on CPU (XLA measured 15-37 % slower here)"
+    reasons = {"strategy": why_strategy, "precision": why_precision, "jit_compile": why_jit}
     reasons["batch"] = f"{per_device_batch_size} per replica x {replicas} replica(s)"
-    return TrainingSettings(
-        strategy=None,
-        strategy_name=name,
-        num_replicas=replicas,
-        device_kind=kind,
-        precision_policy=policy,
-        per_device_batch_size=int(per_device_batch_size),
-        global_batch_size=global_batch,
-        jit_compile=jit,
-        devices=[d["name"] for d in used],
-        cpu_bf16=cpu_bf16,
-        num_workers=workers,
-        reasons=reasons,
-    )
-
-
-def detect_devices() -> list[dict]:
-    """The visible accelerators (physical, with details) or else the logical CPU devices."""
-    import tensorflow as tf
-
-    out = []
-    for kind in ("TPU", "GPU"):
-        for device in tf.config.list_logical_devices(kind):
-            info = {"device_type": kind, "name": device.name}
-            if kind == "GPU":
-                physical = tf.config.list_physical_devices("GPU")
-                index = int(device.name.rsplit(":", 1)[-1])
-                if physical:
-                    details = tf.config.experimental.get_device_details(
-                        physical[min(index, len(physical) - 1)]
-                    )
-                    info["compute_capability"] = details.get("compute_capability")
-            out.append(info)
-        if out:
-            return out
-    return [{"device_type": "CPU", "name": d.name} for d in tf.config.list_logical_devices("CPU")]
-
-
-def device_kind_hint(devices=None) -> str:
-    """``"GPU"``, ``"TPU"`` or ``"CPU"``: the kind of device training will run on, found
-    without building a strategy (for :mod:`unet_lib.training.plan`).
-
-    Args:
-        devices: as for :func:`device_settings` (``None``: ``UNET_DEVICES``, else detect).
-    """
-    import keras
-
-    if devices is None:
-        devices = os.environ.get(DEVICES_ENV) or None
-    if isinstance(devices, str):
-        return "GPU" if devices.strip().lower().startswith("gpu") else "CPU"
-    if isinstance(devices, list) and devices and isinstance(devices[0], dict):
-        return str(devices[0].get("device_type", "CPU")).upper()
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        return "GPU" if torch.cuda.is_available() else "CPU"
-    if backend == "jax":
-        import jax
-
-        platform = jax.devices()[0].platform
-        return {"gpu": "GPU", "cuda": "GPU", "rocm": "GPU", "tpu": "TPU"}.get(platform, "CPU")
-    if _cluster_workers(os.environ.get("TF_CONFIG")) > 1:
-        workers.multi_worker_strategy()  # before anything starts TensorFlow
-    import tensorflow as tf
-
-    for kind in ("TPU", "GPU"):
-        if tf.config.list_physical_devices(kind):
-            return kind
-    return "CPU"
+    names = [str(d["name"] or f"/device:{kind.upper()}:{i}") for i, d in enumerate(used)]
+    kw = {"devices": names, "cpu_bf16": cpu_bf16, "num_workers": num_workers, "reasons": reasons}
+    return TrainingSettings(None, name, replicas, kind, policy, batch, batch * replicas, jit, **kw)
 
 
 _STRATEGIES: dict[tuple, Any] = {}  # MirroredStrategy per device set, made once
@@ -329,9 +174,7 @@ def build_strategy(settings: TrainingSettings):
     if settings.strategy_name == "multi_worker_mirrored":
         strategy = workers.multi_worker_strategy()
     elif settings.strategy_name == "mirrored":
-        # One per device set and process: a second MirroredStrategy over the same devices
-        # reuses the collective keys of the first and its all-reduces then fail ("Shape
-        # mismatch in the collective instance").
+        # one per device set and process: a second one's all-reduces fail (shared keys)
         key = ("mirrored", tuple(settings.devices))
         if key not in _STRATEGIES:
             _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=settings.devices)
@@ -356,45 +199,29 @@ def device_settings(
     precision: str = "auto",
     jit_compile: bool | str = "auto",
 ) -> TrainingSettings:
-    """Detects (or takes) the devices, decides the settings and builds the strategy.
-
-    Args:
-        devices: ``None`` to use ``UNET_DEVICES`` from the environment, or else detect; a
-            choice for :func:`unet_lib.runtime.devices.select_devices` (``"cpu:2"``, ``"gpu:0,1"``,
-            ...); or a list of device dicts as for :func:`decide_settings` whose names are
-            real devices.
-        per_device_batch_size, precision, jit_compile: as for :func:`decide_settings`.
-
-    Returns:
-        :class:`TrainingSettings` with a ready ``strategy``. ``TF_CONFIG`` is read from the
-        environment. Under the torch or JAX Keras backend the strategy is TensorFlow's
-        default one (it only serves as a no-op ``scope()``) and there is one replica.
+    """Detects (or takes) the devices, decides the settings (as :func:`decide_settings`,
+    ``TF_CONFIG`` from the environment) and builds the strategy. ``devices``: ``None``
+    (``UNET_DEVICES``, else detect), a choice for ``select_devices`` (``"cpu:2"``,
+    ``"gpu:0,1"``, ...) or device dicts. Under torch or JAX: TensorFlow's default strategy
+    (a no-op ``scope()``) and one replica.
 
     Example:
-        >>> settings = device_settings(per_device_batch_size=4)
-        >>> settings.strategy_name, settings.global_batch_size
-        ('default', 4)
+        >>> device_settings(per_device_batch_size=4).global_batch_size  # one device
+        4
     """
     import keras
 
+    devices = (os.environ.get(hardware.DEVICES_ENV) or None) if devices is None else devices
     if keras.backend.backend() != "tensorflow":
-        check_one_device(devices if devices is not None else os.environ.get(DEVICES_ENV))
+        hardware.check_one_device(devices)
         return _other_backend_settings(per_device_batch_size, precision, jit_compile)
     tf_config = os.environ.get("TF_CONFIG")
-    if _cluster_workers(tf_config) > 1:
+    if workers.cluster_workers(tf_config) > 1:
         workers.multi_worker_strategy()  # before anything starts TensorFlow
-    if devices is None:
-        devices = os.environ.get(DEVICES_ENV) or None
-    described = isinstance(devices, list) and bool(devices) and isinstance(devices[0], dict)
-    if not described:
-        devices = select_devices(devices)
-    settings = decide_settings(
-        detect_devices() if devices is None else devices,
-        per_device_batch_size=per_device_batch_size,
-        precision=precision,
-        jit_compile=jit_compile,
-        tf_config=tf_config,
-    )
+    devices = devices if hardware.is_described(devices) else hardware.select_devices(devices)
+    options = {"precision": precision, "jit_compile": jit_compile, "tf_config": tf_config}
+    devices = hardware.detect_devices() if devices is None else devices
+    settings = decide_settings(devices, per_device_batch_size=per_device_batch_size, **options)
     build_strategy(settings)
     return settings
 
@@ -405,32 +232,20 @@ def _other_backend_settings(per_device_batch_size, precision, jit_compile) -> Tr
     import tensorflow as tf
 
     backend = keras.backend.backend()
-    kind = "cpu"
-    if backend == "jax":
-        import jax
-
-        kind = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
-    elif backend == "torch":
-        import torch
-
-        kind = "gpu" if torch.cuda.is_available() else "cpu"
-    device = {"device_type": kind.upper()}
-    if kind == "gpu" and backend == "torch":
+    device = {"device_type": "GPU" if hardware.backend_device_kind(backend) == "GPU" else "CPU"}
+    if device["device_type"] == "GPU" and backend == "torch":
         import torch
 
         device["compute_capability"] = torch.cuda.get_device_capability()
+    jit = jit_compile if jit_compile != "auto" else backend == "jax"
     settings = decide_settings(
-        [device],
-        per_device_batch_size=per_device_batch_size,
-        precision=precision,
-        jit_compile=jit_compile if jit_compile != "auto" else backend == "jax",
+        [device], per_device_batch_size=per_device_batch_size, precision=precision, jit_compile=jit
     )
     settings.strategy = tf.distribute.get_strategy()
     settings.reasons["strategy"] = f"{backend} backend: one device, no tf.distribute"
+    why_jit = "JAX always compiles" if backend == "jax" else "torch: eager (torch.compile off)"
     if jit_compile == "auto":
-        settings.reasons["jit_compile"] = (
-            "JAX always compiles" if backend == "jax" else "torch: eager (torch.compile off)"
-        )
+        settings.reasons["jit_compile"] = why_jit
     return settings
 
 
@@ -443,37 +258,27 @@ def apply_settings(settings: TrainingSettings) -> str:
 
 
 def configure_threads(intra_op: int | None = None, inter_op: int | None = None) -> dict:
-    """Sets TensorFlow's thread pools (``None`` keeps a value); call before any TF op runs.
-
-    Returns:
-        ``{"intra_op": n, "inter_op": m}`` now in effect (0 = TensorFlow's choice).
-
-    Raises:
-        RuntimeError: when TensorFlow has already started (set them at program start).
-    """
+    """Sets TensorFlow's thread pools (``None`` keeps one) before any op runs, else raises
+    RuntimeError; returns ``{"intra_op": n, "inter_op": m}`` (0 = TensorFlow's choice)."""
     import tensorflow as tf
 
+    threads = tf.config.threading
     try:
         if intra_op is not None:
-            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
+            threads.set_intra_op_parallelism_threads(int(intra_op))
         if inter_op is not None:
-            tf.config.threading.set_inter_op_parallelism_threads(int(inter_op))
+            threads.set_inter_op_parallelism_threads(int(inter_op))
     except RuntimeError as err:
         raise RuntimeError(
             f"{err}: call configure_threads() before TensorFlow runs any op or lists devices"
         ) from err
-    return {
-        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-    }
+    intra = threads.get_intra_op_parallelism_threads()
+    return {"intra_op": intra, "inter_op": threads.get_inter_op_parallelism_threads()}
 
 
 def enable_determinism() -> None:
-    """Makes TensorFlow ops deterministic (same seed, same CPU -> same weights).
-
-    Call after seeding (``keras.utils.set_random_seed``). Deterministic kernels can be
-    slower, and some GPU ops have none (TensorFlow then raises); see the README.
-    """
+    """Makes TensorFlow ops deterministic (same seed, same CPU -> same weights; slower
+    kernels, and some GPU ops have none, then it raises); call after seeding."""
     import keras
     import tensorflow as tf
 
@@ -482,14 +287,3 @@ def enable_determinism() -> None:
         import torch
 
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def is_chief(settings: TrainingSettings) -> bool:
-    """Whether this process writes the run folder (always, unless it is a non-chief worker)."""
-    if settings.strategy_name != "multi_worker_mirrored":
-        return True
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if "chief" in config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0

@@ -1,40 +1,49 @@
-"""Several workers (``MultiWorkerMirroredStrategy``): the strategy, agreement and sharding.
+"""Several workers (``MultiWorkerMirroredStrategy``): every worker runs the same ``train``
+call with its own ``TF_CONFIG``; only the chief (:func:`is_chief`) writes the run folder."""
 
-Every worker runs the same :func:`unet_lib.train` call with its own ``TF_CONFIG``; only the
-chief (:func:`unet_lib.runtime.settings.is_chief`) writes the run folder. What the workers must do
-together lives here: create the strategy once, before TensorFlow starts; check that they
-all start from the same state; wait for one another; shard the input by data.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-_MULTI_WORKER: dict[str, Any] = {}  # the process's one MultiWorkerMirroredStrategy
+import functools
+import json
+import os
 
 
+def cluster_workers(tf_config) -> int:
+    """Number of workers (``chief`` + ``worker`` tasks) in a ``TF_CONFIG`` value (1 if none)."""
+    if not tf_config:
+        return 1
+    config = json.loads(tf_config) if isinstance(tf_config, str) else tf_config
+    cluster = config.get("cluster", {})
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+@functools.cache
 def multi_worker_strategy():
-    """The process's ``MultiWorkerMirroredStrategy`` (TensorFlow allows it once, at start)."""
+    """The process's one ``MultiWorkerMirroredStrategy`` (TensorFlow allows it once, at start)."""
     import tensorflow as tf
 
-    if "strategy" not in _MULTI_WORKER:
-        try:
-            _MULTI_WORKER["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as err:
-            raise RuntimeError(
-                f"{err}: with TF_CONFIG set, call unet_lib.train / device_settings before any "
-                "other TensorFlow call in the process (MultiWorkerMirroredStrategy must be "
-                "created before TensorFlow starts)"
-            ) from err
-    return _MULTI_WORKER["strategy"]
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"{err}: with TF_CONFIG set, call unet_lib.train / device_settings before any "
+            "other TensorFlow call in the process (MultiWorkerMirroredStrategy must be "
+            "created before TensorFlow starts)"
+        ) from err
+
+
+def is_chief(settings) -> bool:
+    """Whether this process writes the run folder (always, unless it is a non-chief worker)."""
+    if settings.strategy_name != "multi_worker_mirrored":
+        return True
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if "chief" in config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
 
 
 def same_on_every_worker(settings, value: int) -> bool:
-    """Whether every worker holds the same int (a collective: every worker must call it).
-
-    Always ``True`` without a multi-worker strategy. Every replica adds ``(v, v^2, 1)``; the
-    values agree exactly when the variance is 0. Also serves as a barrier.
-    """
+    """Whether every worker holds the same int (a collective, so also a barrier; ``True``
+    without a multi-worker strategy): equal exactly when the variance of the values is 0."""
     if settings.strategy_name != "multi_worker_mirrored":
         return True
     import tensorflow as tf
@@ -51,11 +60,9 @@ def barrier(settings) -> None:
 
 
 def shard_by_data(dataset):
-    """Multi-worker input: every worker keeps its part of each (global) batch.
-
-    In-memory datasets have no files to shard by, so this says so up front instead of
-    letting ``tf.data`` try file sharding first (and warn). ``None`` passes through.
-    """
+    """Multi-worker input: every worker keeps its part of each (global) batch, sharded by
+    data up front (in-memory datasets have no files for ``tf.data`` to try first and warn
+    about). ``None`` passes through."""
     if dataset is None:
         return None
     import tensorflow as tf
