@@ -184,7 +184,7 @@ def test_a_registered_loss_trains_from_the_command_line(data, tmp_path, monkeypa
 def test_every_train_flag_has_help_and_its_default(capsys):
     import argparse
 
-    from unet_lib.cli.workflow import add_train
+    from unet_lib.cli.parser import build_parser
 
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
@@ -198,6 +198,6 @@ def test_every_train_flag_has_help_and_its_default(capsys):
     ]
     for flag in expected:
         assert flag in text, flag
-    parser = add_train(argparse.ArgumentParser().add_subparsers())
-    for action in parser._actions:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for action in commands.choices["train"]._actions:
         assert action.help, action.option_strings

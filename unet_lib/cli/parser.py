@@ -1,40 +1,48 @@
 """Command line: ``python -m unet_lib <command> ...``: ``check`` and ``generate`` here, the
-workflow (train, evaluate, predict, demo) in :mod:`unet_lib.cli.workflow`. Each command is
-an ``add(subparsers)`` / ``run(args) -> int`` pair in :data:`COMMANDS`; errors print one line
-(a traceback with ``--traceback``) and exit 1; heavy imports wait for ``run``.
-
-Example:
-    >>> main(["check", "--data", "data/generated/binary_v1"])  # doctest: +SKIP
-"""
+workflow (train, evaluate, predict, demo) in :mod:`unet_lib.cli.workflow`. Each command is a
+:data:`COMMANDS` entry; errors print one line (a traceback with ``--traceback``) and exit 1;
+heavy imports wait for the command's run function."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable
 
 from unet_lib.cli.workflow import COMMANDS as WORKFLOW_COMMANDS
-from unet_lib.cli.workflow import add_command
 
-__all__ = ["COMMANDS", "build_parser", "main"]
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+__all__ = ["COMMANDS", "add_command", "build_parser", "main"]
 
 
-def _print_problems(error) -> None:
-    """A :class:`~unet_lib.data.DatasetError`: its header, then every problem on its line."""
-    print(getattr(error, "header", "dataset problems:"), file=sys.stderr)
-    for problem in error.problems:
-        print(problem, file=sys.stderr)
+def _run_check(args: argparse.Namespace) -> int:  # a DatasetError: main lists its problems
+    from unet_lib.data import validate_dataset
+
+    print(validate_dataset(args.data, labels=args.labels, channels=args.channels).format())
+    return 0
 
 
-def _add_check(sub) -> argparse.ArgumentParser:
-    return add_command(
-        sub,
-        "check",
+def _run_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from unet_lib.data import default_data_dir, make_synthetic_dataset
+
+    out = args.out if args.out is not None else default_data_dir(args.kind)
+    start = time.perf_counter()
+    path = make_synthetic_dataset(
+        out, kind=args.kind, num_images=args.num_images, size=args.size, seed=args.seed,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    print(
+        f"wrote {args.num_images} {args.kind} image/mask pairs of {args.size}x{args.size} "
+        f"(seed {args.seed}) to {path} in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+#: name -> (one-line help, description, ``{flag: add_argument settings}`` or a function that
+#: returns them, run(args) -> exit status). Add new commands here.
+COMMANDS = {
+    "check": (
         "validate a dataset folder (images/, masks/, optional dataset.json)",
         "Validate a dataset folder before training: print its summary, or list every problem "
         "(one per line, naming the file) and exit 1.",
@@ -49,25 +57,9 @@ def _add_check(sub) -> argparse.ArgumentParser:
                 type=int, choices=(1, 3), help="convert every image to 1 (grey) or 3 (RGB)"
             ),
         },
-    )
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    from unet_lib.data import DatasetError, validate_dataset
-
-    try:
-        summary = validate_dataset(args.data, labels=args.labels, channels=args.channels)
-    except DatasetError as e:
-        _print_problems(e)
-        return 1
-    print(summary.format())
-    return 0
-
-
-def _add_generate(sub) -> argparse.ArgumentParser:
-    return add_command(
-        sub,
-        "generate",
+        _run_check,
+    ),
+    "generate": (
         "write the built-in synthetic dataset",
         "Write a synthetic dataset (images/, masks/, dataset.json). Same seed, same files.",
         {
@@ -86,37 +78,24 @@ def _add_generate(sub) -> argparse.ArgumentParser:
             "--seed": dict(type=int, default=0, metavar="S", help="default 0"),
             "--overwrite": dict(action="store_true", help="replace an existing generated set"),
         },
-    )
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    import time
-
-    from unet_lib.data import default_data_dir, make_synthetic_dataset
-
-    out = args.out if args.out is not None else default_data_dir(args.kind)
-    start = time.perf_counter()
-    try:
-        path = make_synthetic_dataset(
-            out, kind=args.kind, num_images=args.num_images, size=args.size, seed=args.seed,
-            overwrite=args.overwrite,
-        )  # fmt: skip
-    except (ValueError, FileExistsError, OSError) as e:
-        _error(str(e))
-        return 1
-    print(
-        f"wrote {args.num_images} {args.kind} image/mask pairs of {args.size}x{args.size} "
-        f"(seed {args.seed}) to {path} in {time.perf_counter() - start:.1f} s"
-    )
-    return 0
-
-
-#: name -> (add the sub-parser, run it). Add new commands here.
-COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
-    "check": (_add_check, _run_check),
-    "generate": (_add_generate, _run_generate),
+        _run_generate,
+    ),
     **WORKFLOW_COMMANDS,
 }
+
+
+def add_command(sub, name: str, help: str, description: str, flags: dict):
+    """A sub-command's parser with ``flags``: ``{flag: add_argument settings}``; flags whose
+    settings name the same ``group`` exclude each other (one is required if it starts with
+    ``!``)."""
+    parser, groups = sub.add_parser(name, help=help, description=description), {}
+    for flag, kwargs in flags.items():
+        group = kwargs.get("group")
+        if group and group not in groups:
+            groups[group] = parser.add_mutually_exclusive_group(required=group.startswith("!"))
+        settings = {k: v for k, v in kwargs.items() if k != "group"}
+        groups.get(group, parser).add_argument(flag, **settings)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the full Python traceback on errors (or set UNET_TRACEBACK=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (add, run) in COMMANDS.items():
-        add(sub).set_defaults(_run=run, _name=name)
+    for name, (help, description, flags, run) in COMMANDS.items():
+        flags = flags() if callable(flags) else flags
+        add_command(sub, name, help, description, flags).set_defaults(_run=run)
     return parser
 
 
@@ -149,15 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
-        _error("interrupted")
+        print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # one clear line unless a traceback is asked for
         if args.traceback or os.environ.get("UNET_TRACEBACK") == "1":
             raise
-        if hasattr(error, "problems"):  # DatasetError: every problem, one per line
-            _print_problems(error)
-        else:
-            _error(f"{error}")
+        text = f"error: {error}"
+        if hasattr(error, "problems"):  # a DatasetError: its header, then one problem a line
+            text = "\n".join([getattr(error, "header", "dataset problems:"), *error.problems])
+        print(text, file=sys.stderr)
         return 1
 
 

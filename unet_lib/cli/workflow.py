@@ -1,9 +1,7 @@
-"""The workflow sub-commands of ``python -m unet_lib``: train, evaluate, predict, demo.
-
-Each is a thin layer over the library function of the same name. The ``train`` flags are
-generated from :class:`~unet_lib.training.TrainConfig`'s field metadata; options left out
-are not passed on, so the library's defaults (and a resumed run's settings) apply.
-"""
+"""The workflow sub-commands of ``python -m unet_lib``: train, evaluate, predict, demo, each a
+thin layer over the library function of the same name. The ``train`` flags are generated from
+:class:`~unet_lib.training.TrainConfig`'s field metadata; options left out are not passed on,
+so the library's defaults (and a resumed run's settings) apply."""
 
 from __future__ import annotations
 
@@ -27,47 +25,20 @@ _RUN_FLAGS = {  # train()'s own arguments, and the one flag that shapes another 
 }
 
 
-def add_command(sub, name: str, help: str, description: str, arguments: dict):
-    """A sub-command's parser with ``arguments``: ``{flag: add_argument keyword arguments}``."""
-    p = sub.add_parser(name, help=help, description=description)
-    for flag, kwargs in arguments.items():
-        p.add_argument(flag, **kwargs)
-    return p
-
-
-# ----------------------------------------------------------------------------- train
-def add_train(sub) -> argparse.ArgumentParser:
-    p = add_command(
-        sub,
-        "train",
-        "train a U-Net on a dataset folder into a run folder (resumable)",
-        "Train a U-Net. Rerunning the same command on the same --out resumes after the last "
-        "finished epoch. Options not given are derived from the data (see --no-auto-configure).",
-        {
-            "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
-            "--out": dict(required=True, metavar="RUN", help="run folder to write"),
-        },
-    )
-    add_config_flags(p)
-    for flag, kwargs in _RUN_FLAGS.items():
-        p.add_argument(flag, **kwargs)
-    return p
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`TrainConfig` field that has one, built from its metadata: the
-    help text with the default (or "derived from the data"), type, choices and action."""
+def train_flags() -> dict:
+    """The ``train`` flags: one per :class:`TrainConfig` field that has one, from its metadata
+    (help with the default or "derived from the data", type, choices, action)."""
     from unet_lib.training import TrainConfig
 
-    groups = {}
+    flags = {
+        "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
+        "--out": dict(required=True, metavar="RUN", help="run folder to write"),
+    }
     for f in dataclasses.fields(TrainConfig):
         meta = f.metadata
         if not meta["flag"]:
             continue
-        kwargs = dict(meta["argparse"])
-        group = kwargs.pop("group", None)
-        if group and group not in groups:
-            groups[group] = parser.add_mutually_exclusive_group()
+        kwargs = dict(meta["argparse"], dest=f.name, default=None)
         flag = meta["flag"] if isinstance(meta["flag"], str) else f"--{f.name.replace('_', '-')}"
         if flag.startswith("--no-"):
             kwargs.update(action="store_const", const=False)
@@ -78,16 +49,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = kind
             kwargs.setdefault("metavar", None if "choices" in kwargs else metavar)
         help = f"{'switch off ' if flag.startswith('--no-') else ''}{meta['help']}"
-        help = f"{help} (default: {_default(f)})".replace("%", "%%")
-        groups.get(group, parser).add_argument(flag, dest=f.name, default=None, help=help, **kwargs)
+        flags[flag] = dict(kwargs, help=f"{help} (default: {_default(f)})".replace("%", "%%"))
+    return {**flags, **_RUN_FLAGS}
 
 
 def _default(f) -> str:
     if not f.metadata["derived"]:
         return "none" if f.default is None else str(f.default)
-    return "derived from the data" + (
-        "" if f.default is None else f"; {f.default} with --no-auto-configure"
-    )
+    fixed = "" if f.default is None else f"; {f.default} with --no-auto-configure"
+    return f"derived from the data{fixed}"
 
 
 def train_options(args: argparse.Namespace) -> dict:
@@ -96,9 +66,8 @@ def train_options(args: argparse.Namespace) -> dict:
 
     options = {}
     for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None) if f.metadata["flag"] else None
-        if value is not None:
-            convert = f.metadata["convert"]
+        value, convert = getattr(args, f.name, None), f.metadata["convert"]
+        if f.metadata["flag"] and value is not None:
             options[f.name] = convert(value) if convert else value
     if args.elastic and options.get("augment") is not False:
         options["augment"] = {"elastic": True}
@@ -109,15 +78,8 @@ def run_train(args: argparse.Namespace) -> int:
     from unet_lib.evaluation import format_report
     from unet_lib.training import train
 
-    result = train(
-        args.data,
-        args.out,
-        verbose=2 if args.quiet else 1,
-        tensorboard=args.tensorboard,
-        overwrite=args.overwrite,
-        devices=args.devices,
-        **train_options(args),
-    )
+    run = dict(verbose=2 if args.quiet else 1, tensorboard=args.tensorboard, devices=args.devices)
+    result = train(args.data, args.out, overwrite=args.overwrite, **run, **train_options(args))
     state, devices = result.state, result.config.devices or {}
     print(
         f"train: {state['epochs_done']} epochs in {state['train_seconds']:.0f} s "
@@ -134,20 +96,15 @@ def _evaluate_run(result) -> dict:
     from unet_lib.evaluation import evaluate, save_json
     from unet_lib.training import evaluation_settings
 
-    tta, threshold = evaluation_settings(result.config.to_dict())
+    cfg = result.config
+    tta, threshold = evaluation_settings(cfg.to_dict())
     report = evaluate(
-        result.model,
-        result.config.data,
-        labels=result.config.labels,
-        stems=result.config.val_stems,
-        tta=tta,
-        threshold=threshold,
+        result.model, cfg.data, labels=cfg.labels, stems=cfg.val_stems, tta=tta, threshold=threshold
     )
     save_json(report, result.run_dir / "evaluation_val.json")
     return report
 
 
-# ----------------------------------------------------------------------------- evaluate, predict
 _TILE_FLAGS = {
     "--tile": dict(type=int, metavar="N", help="predict in N x N tiles"),
     "--overlap": dict(type=float, default=0.25, metavar="F", help="tile overlap (default 0.25)"),
@@ -169,28 +126,9 @@ _TILE_FLAGS = {
 _LABELS = dict(metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
 
 
-def add_evaluate(sub) -> argparse.ArgumentParser:
-    p = add_command(
-        sub,
-        "evaluate",
-        "score a model, or a folder of predicted masks, against a dataset",
-        "Dice, IoU, precision, recall per class and per image, pixel accuracy and (binary "
-        "data) the ISBI Rand error.",
-        {
-            "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
-            "--labels": _LABELS,
-            "--json": dict(metavar="OUT", help="write the results as JSON"),
-            **_TILE_FLAGS,
-        },
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="FILE", help="a .keras model (e.g. RUN/best.keras)")
-    source.add_argument("--predictions", metavar="DIR", help="predicted masks, same stems")
-    return p
-
-
-def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, float]:
-    """``--tta`` / ``--threshold``, else the choices recorded in the model's run folder."""
+def _inference(args: argparse.Namespace, command: str) -> dict:
+    """``tta`` and ``threshold`` (``--tta`` / ``--threshold``, else the choices recorded in the
+    model's run folder), ``tile_size`` and ``overlap``."""
     from unet_lib.training import evaluation_settings
 
     run = _run_config(args.model)
@@ -200,7 +138,7 @@ def _tta_and_threshold(args: argparse.Namespace, command: str) -> tuple[bool, fl
     if args.tta == "auto" or args.threshold is None:
         source = Path(args.model).parent / "config.json" if run else "defaults"
         print(f"{command}: tta {'on' if tta else 'off'}, threshold {threshold:g} ({source})")
-    return tta, threshold
+    return dict(tta=tta, threshold=threshold, tile_size=args.tile, overlap=args.overlap)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -208,16 +146,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from unet_lib.model import load_model
 
     if args.model:
-        tta, threshold = _tta_and_threshold(args, "evaluate")
-        report = evaluate(
-            load_model(args.model),
-            args.data,
-            labels=_labels_for(args.data, args.labels, args.model),
-            tta=tta,
-            threshold=threshold,
-            tile_size=args.tile,
-            overlap=args.overlap,
-        )
+        options, labels = _inference(args, "evaluate"), args.labels
+        if labels is None and not (Path(args.data) / "dataset.json").is_file():
+            labels = _run_config(args.model).get("labels")  # from the model's run folder
+        report = evaluate(load_model(args.model), args.data, labels=labels, **options)
     else:
         report = evaluate_folder(args.predictions, args.data, labels=args.labels)
     print(format_report(report))
@@ -226,57 +158,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_predict(sub) -> argparse.ArgumentParser:
-    return add_command(
-        sub,
-        "predict",
-        "predict masks for an image or a folder of images",
-        "Write one mask per image (PNG, in the dataset's grey values when the model's run "
-        "folder has them) and, with --overlay, a colour overlay.",
-        {
-            "--model": dict(required=True, metavar="FILE", help="a .keras model"),
-            "--input": dict(required=True, metavar="FILE_OR_DIR", help="image(s)"),
-            "--out": dict(required=True, metavar="DIR", help="folder for the masks"),
-            **_TILE_FLAGS,
-            "--overlay": dict(action="store_true", help="also write <stem>_overlay.png"),
-            "--labels": dict(_LABELS, help="mapping for the saved masks"),
-        },
-    )
-
-
 def run_predict(args: argparse.Namespace) -> int:
     from unet_lib.inference import predict_folder
     from unet_lib.model import load_model
 
-    tta, threshold = _tta_and_threshold(args, "predict")
+    options, model = _inference(args, "predict"), load_model(args.model)
+    mapping = args.labels or _run_config(args.model).get("labels")
     written = predict_folder(
-        load_model(args.model),
-        args.input,
-        args.out,
-        mapping=args.labels or _run_config(args.model).get("labels"),
-        overlay=args.overlay,
-        tile_size=args.tile,
-        overlap=args.overlap,
-        tta=tta,
-        threshold=threshold,
+        model, args.input, args.out, mapping=mapping, overlay=args.overlay, **options
     )
     print(f"predict: wrote {len(written)} files to {args.out}")
     return 0
-
-
-# ----------------------------------------------------------------------------- demo
-def add_demo(sub) -> argparse.ArgumentParser:
-    return add_command(
-        sub,
-        "demo",
-        "generate the built-in data, train briefly, evaluate and plot",
-        "The whole workflow on the built-in synthetic membranes.",
-        {
-            "--out": dict(default="runs/demo", metavar="RUN", help="default runs/demo"),
-            "--epochs": dict(type=int, default=20, metavar="N", help="default 20"),
-            "--fast": dict(action="store_true", help="a tiny model for 2 epochs (smoke test)"),
-        },
-    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -299,23 +191,57 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- helpers
 def _run_config(model_path: str) -> dict:
     """The ``config.json`` of the model's run folder, ``{}`` when there is none."""
     config = Path(model_path).parent / "config.json"
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
-def _labels_for(data_dir: str, labels, model_path: str):
-    """``--labels``, else the data's ``dataset.json``, else the model's run folder."""
-    if labels is not None or (Path(data_dir) / "dataset.json").is_file():
-        return labels
-    return _run_config(model_path).get("labels")
-
-
+#: name -> (help, description, flags or a function returning them, run); see parser.COMMANDS
 COMMANDS = {
-    "train": (add_train, run_train),
-    "evaluate": (add_evaluate, run_evaluate),
-    "predict": (add_predict, run_predict),
-    "demo": (add_demo, run_demo),
+    "train": (
+        "train a U-Net on a dataset folder into a run folder (resumable)",
+        "Train a U-Net. Rerunning the same command on the same --out resumes after the last "
+        "finished epoch. Options not given are derived from the data (see --no-auto-configure).",
+        train_flags,
+        run_train,
+    ),
+    "evaluate": (
+        "score a model, or a folder of predicted masks, against a dataset",
+        "Dice, IoU, precision, recall per class and per image, pixel accuracy and (binary "
+        "data) the ISBI Rand error.",
+        {
+            "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
+            "--labels": _LABELS,
+            "--json": dict(metavar="OUT", help="write the results as JSON"),
+            **_TILE_FLAGS,
+            "--model": dict(group="!", metavar="FILE", help="a .keras model (e.g. RUN/best.keras)"),
+            "--predictions": dict(group="!", metavar="DIR", help="predicted masks, same stems"),
+        },
+        run_evaluate,
+    ),
+    "predict": (
+        "predict masks for an image or a folder of images",
+        "Write one mask per image (PNG, in the dataset's grey values when the model's run "
+        "folder has them) and, with --overlay, a colour overlay.",
+        {
+            "--model": dict(required=True, metavar="FILE", help="a .keras model"),
+            "--input": dict(required=True, metavar="FILE_OR_DIR", help="image(s)"),
+            "--out": dict(required=True, metavar="DIR", help="folder for the masks"),
+            **_TILE_FLAGS,
+            "--overlay": dict(action="store_true", help="also write <stem>_overlay.png"),
+            "--labels": dict(_LABELS, help="mapping for the saved masks"),
+        },
+        run_predict,
+    ),
+    "demo": (
+        "generate the built-in data, train briefly, evaluate and plot",
+        "The whole workflow on the built-in synthetic membranes.",
+        {
+            "--out": dict(default="runs/demo", metavar="RUN", help="default runs/demo"),
+            "--epochs": dict(type=int, default=20, metavar="N", help="default 20"),
+            "--fast": dict(action="store_true", help="a tiny model for 2 epochs (smoke test)"),
+        },
+        run_demo,
+    ),
 }

@@ -3,12 +3,10 @@ a :class:`TrainConfig` (:mod:`.config`) whose options not given are derived from
 (:mod:`.plan`); losses, optimizers and schedules by name (:mod:`.registry`). Only ``config``
 and ``registry`` (no Keras) are imported eagerly; the rest on first use."""
 
-from __future__ import annotations
+from unet_lib.lazy import lazy_face
 
-import importlib
-
-from unet_lib.training.config import CONFIG_FILE, TrainConfig, TrainResult
-from unet_lib.training.registry import LOSSES, OPTIMIZERS, SCHEDULES, make_loss
+from .config import CONFIG_FILE, TrainConfig, TrainResult
+from .registry import LOSSES, OPTIMIZERS, SCHEDULES, make_loss
 
 _LAZY = {  # submodule -> the public names it defines
     "callbacks": "STATE_FILE HISTORY_FILE LAST_MODEL BEST_MODEL read_state read_history "
@@ -19,19 +17,7 @@ _LAZY = {  # submodule -> the public names it defines
     "loop": "train build_model make_metrics",
     "calibration": "evaluation_settings",
 }
-_WHERE = {name: module for module, names in _LAZY.items() for name in names.split()}
+__getattr__, __dir__ = lazy_face(__name__, _LAZY)
 
-
-def __getattr__(name: str):  # the lazy names: imported on first use, then kept
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_WHERE))
-
-
-__all__ = ["CONFIG_FILE", "TrainConfig", "TrainResult", "LOSSES", "OPTIMIZERS", "SCHEDULES",
-           "make_loss", *_WHERE]  # fmt: skip
+__all__ = ["CONFIG_FILE", "TrainConfig", "TrainResult", "LOSSES", "OPTIMIZERS", "SCHEDULES"]
+__all__ += ["make_loss", *__getattr__.names]

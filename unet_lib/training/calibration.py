@@ -1,9 +1,6 @@
-"""After training: choose test-time augmentation and the binary threshold on validation.
-
-The best model predicts the validation images with and without test-time augmentation (8
-flips / rotations); the choice with the higher pooled foreground Dice wins, and for binary
-models also the threshold in 0.30, 0.35, ..., 0.70 that maximises it (ties: nearest 0.5).
-"""
+"""After training, the best model predicts the validation images with and without test-time
+augmentation (8 flips / rotations): the higher pooled foreground Dice wins, and for binary
+models the threshold in 0.30, 0.35, ..., 0.70 that maximises it (ties: nearest 0.5)."""
 
 from __future__ import annotations
 
@@ -15,25 +12,15 @@ from unet_lib.fileio import write_json_atomic
 from unet_lib.targets import label_confusion_counts
 from unet_lib.training.callbacks import BEST_MODEL
 from unet_lib.training.config import CONFIG_FILE
+from unet_lib.training.datasets import validation_set
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.701, 0.05))
 
 
 def evaluation_settings(config: dict) -> tuple[bool, float]:
-    """The test-time augmentation and threshold a run chose on its validation images.
-
-    Args:
-        config: A run's ``config.json`` as a dict (or ``TrainConfig.to_dict()``).
-
-    Returns:
-        ``(tta, threshold)`` from ``eval_tta`` / ``eval_threshold``; ``False`` and ``0.5``
-        where a value is missing or still ``"auto"`` (no validation images, or a run folder
-        written before the choice existed).
-
-    Example:
-        >>> evaluation_settings({"eval_tta": True, "eval_threshold": 0.55})
-        (True, 0.55)
-    """
+    """``(tta, threshold)`` a run chose on its validation images, from its ``config.json`` as a
+    dict (``{"eval_tta": True, "eval_threshold": 0.55}``: ``(True, 0.55)``); ``False`` and
+    ``0.5`` where missing or ``"auto"`` (no validation images, or a run from before the choice)."""
     threshold = config.get("eval_threshold", "auto")
     return config.get("eval_tta") is True, 0.5 if threshold == "auto" else float(threshold)
 
@@ -53,23 +40,16 @@ def mean_dice(counts: np.ndarray) -> float:
     tp, fp, fn = counts
     denominator = 2 * tp + fp + fn
     present = denominator > 0
-    if not present.any():
-        return 0.0
-    return float(np.mean(2 * tp[present] / denominator[present]))
+    return float(np.mean(2 * tp[present] / denominator[present])) if present.any() else 0.0
 
 
 def choose_evaluation(config, run_dir: Path, dataset, verbose: int) -> None:
     """Decides ``eval_tta`` / ``eval_threshold`` where ``"auto"`` with the run's best model
     on its validation images, and writes them (and the reason) to ``config.json``."""
-    from unet_lib.data import load_dataset
     from unet_lib.inference import predict_probabilities
     from unet_lib.model import load_model
 
-    model = load_model(run_dir / BEST_MODEL)
-    if config.val_data:
-        val = load_dataset(config.val_data, labels=config.labels, channels=config.channels)
-    else:
-        val = dataset.select(config.val_stems)
+    model, val = load_model(run_dir / BEST_MODEL), validation_set(config, dataset)
     thresholds = THRESHOLDS if config.num_classes == 1 else (0.5,)
     choices = (False, True) if config.eval_tta == "auto" else (bool(config.eval_tta),)
     scores = {}

@@ -1,11 +1,6 @@
-"""Keras callbacks for a run folder: checkpoints, resumable state, history, NaN and time.
-
-Besides ``config.json`` a run folder holds ``last.keras`` (with the optimizer state, after
-the last finished epoch), ``best.keras``, ``state.json`` (epochs done, best score, training
-seconds) and ``history.csv`` (one row per finished epoch). Every file is written atomically
-and ``state.json`` last, so after a crash it describes files that exist in full: a rerun
-resumes from it and loses at most the epoch that was running.
-"""
+"""Keras callbacks for a run folder: ``last.keras`` (with the optimizer state), ``best.keras``,
+``history.csv`` and ``state.json``, each written atomically and ``state.json`` last (after a
+crash a rerun resumes from whole files, losing at most the running epoch); NaN; time budget."""
 
 from __future__ import annotations
 
@@ -31,33 +26,21 @@ BEST_MODEL = "best.keras"
 def read_state(run_dir: str | Path) -> dict | None:
     """The run's ``state.json`` as a dict, or ``None`` for a run that has not started."""
     path = Path(run_dir) / STATE_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_history(run_dir: str | Path) -> dict[str, list[float]]:
     """The run's ``history.csv`` as ``{column: [values per epoch]}`` (empty if absent)."""
     path = Path(run_dir) / HISTORY_FILE
-    if not path.exists():
-        return {}
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(), newline=""))) if path.exists() else []
     number = lambda v: math.nan if v in ("", None) else float(v)  # noqa: E731
     return {key: [number(row[key]) for row in rows] for key in (rows[0] if rows else ())}
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves ``last.keras``, ``best.keras``, ``history.csv`` and ``state.json`` each epoch.
-
-    Args:
-        run_dir: The run folder.
-        monitor: The log key that decides the best model (e.g. ``"val_dice"``); falls back
-            to the training key without ``val_`` when there is no validation data.
-        mode: ``"max"`` or ``"min"``.
-        initial_state: The state read back when resuming (``None`` for a new run).
-        is_chief: Only the chief writes files (multi-worker training).
-    """
+    """Saves ``last.keras``, ``best.keras``, ``history.csv`` and ``state.json`` each epoch;
+    ``monitor`` (``mode`` ``"max"`` or ``"min"``; without ``val_`` when there is no validation)
+    decides the best; ``initial_state``: a resumed run's; only the chief writes files."""
 
     def __init__(
         self, run_dir, *, monitor="val_dice", mode="max", initial_state=None, is_chief=True
@@ -65,20 +48,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.run_dir = Path(run_dir)
-        self.monitor = monitor
-        self.mode = mode
-        self.is_chief = is_chief
+        self.run_dir, self.monitor = Path(run_dir), monitor
+        self.mode, self.is_chief = mode, is_chief
         state = initial_state or {}
-        self.best_score = state.get("best_score")
-        self.best_epoch = state.get("best_epoch")
+        self.best_score, self.best_epoch = state.get("best_score"), state.get("best_epoch")
         self.epochs_done = state.get("epochs_done", 0)
         self.train_seconds = state.get("train_seconds", 0.0)
-        self.history = read_history(self.run_dir) if state else {}
-        # Rows past the resumed epoch belong to an epoch whose checkpoint never landed.
-        self.history = {k: v[: self.epochs_done] for k, v in self.history.items()}
-        self.diverged = False
-        self._epoch_start = None
+        # rows past the resumed epoch belong to an epoch whose checkpoint never landed
+        history = read_history(self.run_dir) if state else {}
+        self.history = {k: v[: self.epochs_done] for k, v in history.items()}
+        self.diverged, self._epoch_start = False, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -90,8 +69,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a diverged model
         self.epochs_done = epoch + 1
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        row["learning_rate"] = _current_learning_rate(self.model)
-        row["seconds"] = self.train_seconds
+        row.update(learning_rate=_current_learning_rate(self.model), seconds=self.train_seconds)
         for key in set(self.history) | set(row):
             self.history.setdefault(key, [math.nan] * (self.epochs_done - 1))
             self.history[key].append(row.get(key, math.nan))
@@ -113,43 +91,30 @@ class RunCheckpoint(keras.callbacks.Callback):
     def write_state(self, *, finished: bool, stopped_reason: str | None = None):
         if not self.is_chief:
             return
-        write_json_atomic(
-            self.run_dir / STATE_FILE,
-            {
-                "epochs_done": self.epochs_done,
-                "best_score": self.best_score,
-                "best_epoch": self.best_epoch,
-                "monitor": self.monitor,
-                "train_seconds": round(self.train_seconds, 3),
-                "finished": finished,
-                "stopped_reason": stopped_reason,
-            },
-        )
+        state = {k: getattr(self, k) for k in ("epochs_done", "best_score", "best_epoch")}
+        state.update(monitor=self.monitor, train_seconds=round(self.train_seconds, 3))
+        state.update(finished=finished, stopped_reason=stopped_reason)
+        write_json_atomic(self.run_dir / STATE_FILE, state)
 
     def _history_csv(self) -> str:
-        keys = ["epoch"] + sorted(k for k in self.history if k != "epoch")
+        keys = sorted(k for k in self.history if k != "epoch")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(keys)
-        for i in range(self.epochs_done):
-            row = [_format(self.history[k][i]) for k in keys]
-            row[0] = str(int(self.history["epoch"][i]))  # "3", also after a resume (3.0)
-            writer.writerow(row)
+        writer.writerow(["epoch", *keys])
+        for i in range(self.epochs_done):  # epoch "3", also after a resume (3.0)
+            epoch = str(int(self.history["epoch"][i]))
+            writer.writerow([epoch, *(_format(self.history[k][i]) for k in keys)])
         return buffer.getvalue()
 
 
 class NanGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss, remembering where it happened.
-
-    The epoch in which the loss diverged is never checkpointed (see :class:`RunCheckpoint`),
-    so ``last.keras`` stays the last good model.
-    """
+    """Stops training at the first non-finite loss, remembering where (``where``: epoch,
+    batch); ``checkpoint`` then skips that epoch, so ``last.keras`` stays the last good model."""
 
     def __init__(self, checkpoint: RunCheckpoint | None = None):
         super().__init__()
-        self.checkpoint = checkpoint
+        self.checkpoint, self._epoch = checkpoint, 0
         self.where: tuple[int, int] | None = None
-        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -164,20 +129,13 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Trains for a wall-clock budget, the learning rate following the time used.
+    """Trains for ``budget_seconds`` (``seconds_used`` already spent, when resuming).
 
-    Before every batch the learning rate is the ``schedule`` (a name in
-    :data:`~unet_lib.training.registry.SCHEDULES`, the rule epochs use too) read at the
-    fraction of the budget used, as if the budget were :attr:`STEPS` steps of which the first
-    ``warmup_fraction`` warm up. Training stops after the batch that crosses the budget; that
-    epoch is finished early, validated and checkpointed as usual.
-
-    Args:
-        budget_seconds: The budget.
-        peak_learning_rate: The learning rate after warm-up.
-        schedule: ``"cosine"`` or ``"constant"``.
-        warmup_fraction: Share of the budget used for warm-up.
-        seconds_used: Training seconds already spent (when resuming).
+    Before every batch the learning rate is the ``schedule`` (``"cosine"`` or ``"constant"``
+    from :data:`~unet_lib.training.registry.SCHEDULES`, the rule epochs use too) with peak
+    ``peak_learning_rate``, read at the fraction of the budget used as if the budget were
+    :attr:`STEPS` steps, the first ``warmup_fraction`` warming up. Training stops after the
+    batch that crosses the budget; that epoch is validated and checkpointed as usual.
     """
 
     STEPS = 10_000
@@ -189,15 +147,10 @@ class TimeBudget(keras.callbacks.Callback):
         super().__init__()
         if budget_seconds <= 0:
             raise ValueError(f"the time budget must be positive, got {budget_seconds} s")
-        self.budget_seconds = float(budget_seconds)
-        self.peak_learning_rate = float(peak_learning_rate)
-        self.schedule = schedule
-        self.rule = SCHEDULES[schedule](
-            self.peak_learning_rate, self.STEPS, round(warmup_fraction * self.STEPS)
-        )
-        self.seconds_used = float(seconds_used)
-        self.exhausted = False
-        self._start = None
+        self.budget_seconds, self.schedule = float(budget_seconds), schedule
+        self.peak_learning_rate = peak = float(peak_learning_rate)
+        self.rule = SCHEDULES[schedule](peak, self.STEPS, round(warmup_fraction * self.STEPS))
+        self.seconds_used, self.exhausted, self._start = float(seconds_used), False, None
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter() - self.seconds_used
@@ -207,16 +160,14 @@ class TimeBudget(keras.callbacks.Callback):
 
     def learning_rate_at(self, fraction: float) -> float:
         """The schedule's learning rate after ``fraction`` of the budget."""
-        rate = self.rule(fraction * self.STEPS) if callable(self.rule) else self.rule
-        return float(keras.ops.convert_to_numpy(rate))
+        return _number(self.rule(fraction * self.STEPS) if callable(self.rule) else self.rule)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate.assign(self.learning_rate_at(self.fraction_used()))
 
     def on_train_batch_end(self, batch, logs=None):
         if self.fraction_used() >= 1.0:
-            self.exhausted = True
-            self.model.stop_training = True
+            self.exhausted = self.model.stop_training = True
 
 
 def _finite(value) -> bool:
@@ -231,8 +182,9 @@ def _format(value) -> str:
 
 
 def _current_learning_rate(model) -> float:
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return math.nan
-    rate = optimizer.learning_rate  # the current value, schedules included
-    return float(keras.ops.convert_to_numpy(rate))
+    optimizer = getattr(model, "optimizer", None)  # its rate now, schedules included
+    return math.nan if optimizer is None else _number(optimizer.learning_rate)
+
+
+def _number(tensor) -> float:
+    return float(keras.ops.convert_to_numpy(tensor))

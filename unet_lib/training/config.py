@@ -1,10 +1,7 @@
-"""TrainConfig: every choice of a training run, each with its help text and flag.
-
-Each field's metadata holds ``help``; ``derived``: the default is derived from the data
-(:mod:`unet_lib.training.plan`, unless ``auto_configure=False``); and the ``train`` flag:
-``flag`` (``True``: ``--field-name``, a name, or ``False`` for none), ``convert`` (flag text
--> value) and further ``argparse`` settings. The command line generates its flags from them.
-"""
+"""TrainConfig: every choice of a training run. Each field's metadata holds its ``help``;
+``derived``: the default comes from the data (:mod:`.plan`, unless ``auto_configure=False``);
+and the ``train`` flag generated from it: ``flag`` (``True``: ``--field-name``, a name, or
+``False`` for none), ``convert`` (flag text -> value) and further ``argparse`` settings."""
 
 from __future__ import annotations
 
@@ -24,11 +21,11 @@ CONFIG_FILE = "config.json"
 SPLITS = ("random", "contiguous")
 
 
-def option(default, help, *, derived=False, flag=True, convert=None, factory=None, **argparse):
-    """A :class:`TrainConfig` field with its metadata (see the module docstring)."""
+def option(default, help, *, derived=False, flag=True, convert=None, **argparse):
+    """A :class:`TrainConfig` field with its metadata (module docstring); ``[]``, ``{}``: new."""
     meta = dict(help=help, derived=derived, flag=flag, convert=convert, argparse=argparse)
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
+    if isinstance(default, list | dict):
+        return field(default_factory=type(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -49,7 +46,6 @@ def _class_weights(text: str):
 
 
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
-_DATA_HELP = "dataset folder: images/, masks/, optional dataset.json"
 
 
 @dataclass
@@ -57,7 +53,7 @@ class TrainConfig:
     """Every choice of a training run; written to ``config.json`` as it was resolved."""
 
     # data
-    data: str | None = option(None, _DATA_HELP, flag=False)
+    data: str | None = option(None, "dataset folder: images/, masks/, dataset.json", flag=False)
     val_data: str | None = option(None, "a separate validation folder", metavar="DIR", group="v")
     val_fraction: float = option(0.2, "share of the pairs that validates", group="v")
     split: str = option("random", "seeded random, or the last sorted stems", derived=True,
@@ -66,8 +62,8 @@ class TrainConfig:
                                  metavar="JSON_OR_FILE", convert=_labels)  # fmt: skip
     channels: int | None = option(None, "convert images to 1 or 3 channels", derived=True,
                                   choices=(1, 3))  # fmt: skip
-    train_stems: list[str] = option(None, "training stems", derived=True, flag=False, factory=list)
-    val_stems: list[str] = option(None, "validation stems", derived=True, flag=False, factory=list)
+    train_stems: list[str] = option([], "training stems", derived=True, flag=False)
+    val_stems: list[str] = option([], "validation stems", derived=True, flag=False)
     # model
     num_classes: int | None = option(None, "model outputs (1: binary)", derived=True, flag=False)
     depth: int = option(4, "U-Net levels", derived=True)
@@ -113,7 +109,7 @@ class TrainConfig:
     precision: str = option("auto", "compute precision", derived=True,
                             choices=("auto", "float32", "bfloat16", "float16"))  # fmt: skip
     jit_compile: str | bool = option("auto", "XLA compilation", flag=False)
-    devices: dict = option(None, "the devices used (written by train)", flag=False, factory=dict)
+    devices: dict = option({}, "the devices used (written by train)", flag=False)
     # self-configuration (unet_lib.training.plan)
     auto_configure: bool = option(True, "deriving the options not given from the data",
                                   flag="--no-auto-configure")  # fmt: skip
@@ -122,19 +118,17 @@ class TrainConfig:
                                   convert=_ON_OFF.get)  # fmt: skip
     eval_threshold: float | str = option("auto", "binary threshold (auto: best on validation)",
                                          flag=False)  # fmt: skip
-    plan: dict = option(None, "fingerprint, derived options, reasons", flag=False, factory=dict)
+    plan: dict = option({}, "fingerprint, derived options, reasons", flag=False)
 
     def __post_init__(self):
         for name in ("data", "val_data"):  # Path objects are welcome; config.json holds text
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
-        check_registered("loss", self.loss, LOSSES)
-        check_registered("schedule", self.schedule, SCHEDULES)
-        check_registered("optimizer", self.optimizer, OPTIMIZERS)
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        for name, table in (("loss", LOSSES), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+            check_registered(name, getattr(self, name), table)
         budget, threshold = self.time_budget_minutes, self.eval_threshold
         problems = {
+            f"split must be one of {SPLITS}": self.split not in SPLITS,
             "epochs must be >= 1": budget is None and self.epochs < 1,
             "time_budget_minutes must be positive": budget is not None and budget <= 0,
             "batch_size must be >= 1": self.batch_size < 1,
@@ -146,12 +140,10 @@ class TrainConfig:
         }
         for message, bad in problems.items():
             if bad:
-                name = message.split()[0]
-                raise ValueError(f"{message}, got {getattr(self, name)!r}")
+                raise ValueError(f"{message}, got {getattr(self, message.split()[0])!r}")
         if budget is not None and self.schedule not in ("cosine", "constant"):
             raise ValueError(
-                f"schedule={self.schedule!r} cannot follow a time budget; use 'cosine' or "
-                "'constant'"
+                f"schedule={self.schedule!r} cannot follow a time budget; use cosine or constant"
             )
 
     def to_dict(self) -> dict:

@@ -1,8 +1,6 @@
-"""The training and validation ``tf.data`` pipelines of a :class:`TrainConfig`.
-
-The split (given, stored or seeded), per-pixel sample weights (class balance, the U-Net
-paper's weight map) and a validation set padded evenly over the replicas.
-"""
+"""The training and validation ``tf.data`` pipelines of a :class:`TrainConfig`: the split
+(given, stored or seeded), per-pixel sample weights (class balance, the U-Net paper's weight
+map) and a validation set padded evenly over the replicas."""
 
 from __future__ import annotations
 
@@ -10,8 +8,20 @@ import math
 
 import numpy as np
 
-from unet_lib import IGNORE_LABEL
+from unet_lib import IGNORE_LABEL, runtime
 from unet_lib.data import load_dataset, make_dataset, split_dataset
+
+
+def load(config, folder: str):
+    """The dataset in ``folder``, read with the run's ``labels`` and ``channels``."""
+    return load_dataset(folder, labels=config.labels, channels=config.channels)
+
+
+def validation_set(config, dataset):
+    """The validation images: the ``val_data`` folder, else ``dataset``'s ``val_stems``."""
+    if config.val_data is None:
+        return dataset.select(config.val_stems)
+    return load(config, config.val_data)
 
 
 def choose_split(config, dataset) -> None:
@@ -21,23 +31,17 @@ def choose_split(config, dataset) -> None:
     if config.val_data is not None:
         config.train_stems = list(dataset.stems)
         return
+    contiguous = config.split == "contiguous"
     parts = split_dataset(
-        dataset.stems,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        contiguous=config.split == "contiguous",
+        dataset.stems, val_fraction=config.val_fraction, seed=config.seed, contiguous=contiguous
     )
     config.train_stems, config.val_stems = parts["train"], parts["val"]
 
 
 def even_for_replicas(images: list, masks: list, replicas: int) -> tuple[list, list]:
-    """Pads a validation set to a multiple of ``replicas`` with fully ignored copies.
-
-    Distributed evaluation fails when a batch splits unevenly over the replicas. A copy of
-    the first image with an all-``IGNORE_LABEL`` mask adds nothing to the Dice and IoU counts
-    or to the loss; only Keras's running mean of ``val_loss`` weighs the last batch by its
-    padded size.
-    """
+    """Pads a validation set to a multiple of ``replicas`` with copies of the first image whose
+    mask is all ``IGNORE_LABEL``: they add nothing to Dice, IoU or the loss (only Keras's mean
+    of ``val_loss`` weighs the last batch by its padded size)."""
     if replicas > 1 and len({m.shape for m in masks}) > 1:
         # such images go one per batch, and one image cannot be split over the replicas
         raise ValueError(
@@ -52,26 +56,20 @@ def even_for_replicas(images: list, masks: list, replicas: int) -> tuple[list, l
     return images + [images[0]] * extra, masks + [blank] * extra
 
 
-def make_datasets(config, dataset, global_batch: int, replicas: int = 1):
-    """``(train_ds, val_ds or None, steps per epoch, validation padded with ignored copies)``."""
-    index = {stem: i for i, stem in enumerate(dataset.stems)}
-
-    def select(stems):
-        ids = [index[s] for s in stems]
-        return [dataset.images[i] for i in ids], [dataset.masks[i] for i in ids]
-
-    images, masks = select(config.train_stems)
-    weights = sample_weights(config, masks, dataset.mapping.num_classes)
-    steps = config.steps_per_epoch or max(1, math.ceil(len(images) / global_batch))
+def make_datasets(config, dataset, settings):
+    """``(train_ds, val_ds or None, steps per epoch, validation padded with ignored copies)``
+    for the devices of ``settings`` (sharded by data over several workers)."""
+    train = dataset.select(config.train_stems)
+    weights = sample_weights(config, train.masks, dataset.mapping.num_classes)
+    steps = config.steps_per_epoch or max(1, math.ceil(len(train) / settings.global_batch_size))
     multiple = 2**config.depth
     train_ds = make_dataset(
-        images,
-        masks,
-        batch_size=global_batch,
+        train.images,
+        train.masks,
+        batch_size=settings.global_batch_size,
         patch_size=config.patch_size,
         foreground_fraction=config.foreground_fraction if config.patch_size else 0.0,
         augment=config.augment_config(),
-        shuffle=True,
         seed=config.seed,
         deterministic=config.deterministic,
         repeat=True,
@@ -79,42 +77,29 @@ def make_datasets(config, dataset, global_batch: int, replicas: int = 1):
         drop_remainder=True,
         sample_weights=weights,
     )
-    if config.val_data is not None:
-        val = load_dataset(config.val_data, labels=config.labels, channels=config.channels)
-        config.val_stems = list(val.stems)
-        val_images, val_masks = val.images, val.masks
-    else:
-        val_images, val_masks = select(config.val_stems)
-    if not val_images:
-        return train_ds, None, steps, False
-    count = len(val_images)
-    val_images, val_masks = even_for_replicas(list(val_images), list(val_masks), replicas)
-    val_ds = make_dataset(
-        val_images,
-        val_masks,
-        batch_size=global_batch if len({m.shape for m in val_masks}) == 1 else 1,
-        augment=None,
-        shuffle=False,
-        pad_multiple=multiple,
-    )
-    return train_ds, val_ds, steps, len(val_images) > count
+    val = validation_set(config, dataset)
+    config.val_stems, val_ds, padded = list(val.stems), None, False
+    if val.images:
+        images, masks = even_for_replicas(list(val.images), list(val.masks), settings.num_replicas)
+        batch = settings.global_batch_size if len({m.shape for m in masks}) == 1 else 1
+        val_ds = make_dataset(images, masks, batch_size=batch, shuffle=False, pad_multiple=multiple)
+        padded = len(images) > len(val.images)
+    if settings.num_workers > 1:
+        train_ds, val_ds = (runtime.shard_by_data(ds) for ds in (train_ds, val_ds))
+    return train_ds, val_ds, steps, padded
 
 
 def sample_weights(config, masks, num_label_classes: int):
-    """Per-pixel weights (class balance and/or the paper's weight map), or ``None``.
-
-    ``class_weights="balanced"`` is resolved here to ``total / (K * count)`` per class and
-    stored back in ``config``.
-    """
+    """Per-pixel weights (class balance and/or the paper's weight map), or ``None``;
+    ``class_weights="balanced"`` becomes ``total / (K * count)`` per class, stored back."""
     if config.weight_map:
         from unet_lib.weightmap import unet_weight_map
 
         balance = config.class_weights or "balanced"
-        return [
-            unet_weight_map(m, w0=config.weight_map_w0, sigma=config.weight_map_sigma,
-                            class_weights=balance)
-            for m in masks
-        ]  # fmt: skip
+        options = dict(
+            w0=config.weight_map_w0, sigma=config.weight_map_sigma, class_weights=balance
+        )
+        return [unet_weight_map(m, **options) for m in masks]
     if config.class_weights is None:
         return None
     if config.class_weights == "balanced":

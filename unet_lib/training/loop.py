@@ -1,29 +1,24 @@
-"""train(): from a dataset folder to a run folder, resumable, reproducible on request.
-
-The run folder holds ``config.json`` (the resolved :class:`TrainConfig`: enough to rebuild
-the model and the pipeline), ``history.csv``, ``best.keras``, ``last.keras`` and
-``state.json`` (:mod:`unet_lib.training.callbacks`). Rerunning the same call on the same
-folder resumes after the last finished epoch; on a finished run it returns the stored result.
-"""
+"""train(): from a dataset folder to a run folder (:mod:`.callbacks`) whose ``config.json``
+(the resolved :class:`TrainConfig`) rebuilds model and pipeline. The same call resumes the
+run (explicit options that differ from its stored ones are refused) or returns a finished one."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import keras
 
 from unet_lib import IGNORE_LABEL, metrics, runtime
-from unet_lib.data import load_dataset
 from unet_lib.fileio import write_json_atomic
 from unet_lib.model import build_unet, load_model
 from unet_lib.training import callbacks as run_callbacks
 from unet_lib.training import plan as planning
 from unet_lib.training.calibration import choose_evaluation
 from unet_lib.training.config import CONFIG_FILE, TrainConfig, TrainResult
-from unet_lib.training.datasets import choose_split, make_datasets
+from unet_lib.training.datasets import choose_split, load, make_datasets
 from unet_lib.training.registry import make_loss, make_optimizer
-from unet_lib.training.resume import config_for_resume, load_result
 
 
 def train(
@@ -46,19 +41,14 @@ def train(
         overwrite: Start afresh even if ``out_dir`` holds a run.
         callbacks: Extra Keras callbacks, run after the library's own.
         devices: ``"cpu:2"``, ``"gpu:0,1"``, ... (default: ``UNET_DEVICES``, else every GPU,
-            else the CPU). Several devices train with ``MirroredStrategy``, a ``TF_CONFIG``
-            cluster with ``MultiWorkerMirroredStrategy`` (every worker runs the same call on
-            one shared run folder; only the chief writes). ``batch_size`` is per replica.
-        **options: :class:`TrainConfig` fields; ``loss``, ``optimizer`` and ``schedule``
-            take a registered name or a Keras object.
+            else the CPU); a ``TF_CONFIG`` cluster: every worker runs the same call on one
+            shared run folder, and only the chief writes.
+        **options: :class:`TrainConfig` fields (``batch_size`` is per replica).
 
     Raises:
-        unet_lib.data.DatasetError: If the dataset has problems (all of them listed).
-        FloatingPointError: If the loss became NaN; ``last.keras`` keeps the last good model.
-        ValueError: On bad options, or a run folder started with different settings.
-
-    Example:
-        >>> result = train("data/generated/membranes", "runs/demo", epochs=5)  # doctest: +SKIP
+        unet_lib.data.DatasetError: The dataset's problems, all of them.
+        FloatingPointError: The loss became NaN; ``last.keras`` keeps the last good model.
+        ValueError: Bad options, or a run folder started with different settings.
     """
     run_dir = Path(out_dir)
     config = TrainConfig(data=str(data), **options)
@@ -73,11 +63,7 @@ def train(
     if config.deterministic:
         runtime.enable_determinism()
     dataset, settings = _prepare(config, run_dir, state, set(options), devices, overwrite, verbose)
-    train_ds, val_ds, steps, val_padded = make_datasets(
-        config, dataset, settings.global_batch_size, settings.num_replicas
-    )
-    if settings.num_workers > 1:
-        train_ds, val_ds = (runtime.shard_by_data(ds) for ds in (train_ds, val_ds))
+    train_ds, val_ds, steps, val_padded = make_datasets(config, dataset, settings)
     if verbose:
         print(_describe(config, settings, steps))
     model = _model(config, settings, run_dir, state, steps, dataset.mapping, val_padded)
@@ -89,17 +75,22 @@ def train(
 
 
 def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verbose):
-    """Runs ``model.fit`` with the run folder's callbacks (and ``extra`` after them);
-    returns ``(checkpoint, NaN guard, time budget or None)``."""
+    """``model.fit`` with the run's callbacks, then ``extra``; ``(checkpoint, guard, budget)``."""
     train_ds, val_ds, steps = data
+    monitor = "val_dice" if val_ds is not None else "dice"
     checkpoint = run_callbacks.RunCheckpoint(
-        run_dir,
-        monitor="val_dice" if val_ds is not None else "dice",
-        initial_state=state,
-        is_chief=runtime.is_chief(settings),
+        run_dir, monitor=monitor, initial_state=state, is_chief=runtime.is_chief(settings)
     )
-    guard = run_callbacks.NanGuard(checkpoint)
-    scheduling, budget, epochs = _schedule_callbacks(config, checkpoint)
+    guard, budget, epochs, scheduling = run_callbacks.NanGuard(checkpoint), None, config.epochs, []
+    if config.time_budget_minutes is not None:  # sets the learning rate and ends training
+        minutes, used = config.time_budget_minutes, checkpoint.train_seconds
+        budget = run_callbacks.TimeBudget(
+            minutes * 60, config.learning_rate, schedule=config.schedule, seconds_used=used
+        )
+        scheduling, epochs = [budget], 10**6
+    elif config.schedule == "plateau":  # halves the rate when validation stops improving
+        plateau = dict(monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6)
+        scheduling = [keras.callbacks.ReduceLROnPlateau(**plateau)]
     if tensorboard:
         scheduling.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
     initial_epoch = state["epochs_done"] if state else 0
@@ -120,9 +111,8 @@ def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verb
 def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, verbose: int):
     """Plans a new run, settles the devices and the run folder, loads the dataset, resolves
     what the data decides and writes ``config.json``; returns ``(dataset, settings)``."""
-    dataset = None
+    dataset = load(config, config.data)
     if state is None and config.auto_configure:
-        dataset = load_dataset(config.data, labels=config.labels, channels=config.channels)
         _apply_plan(config, dataset, explicit, devices, verbose)
     elif state is None:  # the fixed defaults: plain evaluation unless asked otherwise
         config.eval_tta = False if config.eval_tta == "auto" else config.eval_tta
@@ -133,22 +123,18 @@ def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, ve
         precision=config.precision,
         jit_compile=config.jit_compile,
     )
-    if state is None and config.auto_configure:
-        _per_replica_epoch(config, settings.num_replicas)
-    if settings.num_workers > 1 and config.time_budget_minutes is not None:
-        raise ValueError(
-            "time_budget_minutes cannot be used with several workers (each would stop at a "
-            "different step); give epochs instead"
-        )
-    _agree_on_start(settings, state)  # every worker starts from the same epoch
+    derived = config.plan.get("derived", {}) if state is None and config.auto_configure else {}
+    if (replicas := settings.num_replicas) > 1 and "steps_per_epoch" in derived:
+        # a derived epoch counts one replica's batches; a step takes one batch per replica
+        config.steps_per_epoch = max(1, math.ceil(config.steps_per_epoch / replicas))
+        derived["steps_per_epoch"] += f"; / {replicas} replicas (a step takes {replicas} batches)"
+    _check_workers(settings, state, config)
     if state is not None and verbose:
         print(f"train: resuming {run_dir} after epoch {state['epochs_done']}")
     elif overwrite and runtime.is_chief(settings):
         for name in (run_callbacks.STATE_FILE, run_callbacks.HISTORY_FILE, CONFIG_FILE):
             (run_dir / name).unlink(missing_ok=True)
     runtime.apply_settings(settings)
-    if dataset is None:
-        dataset = load_dataset(config.data, labels=config.labels, channels=config.channels)
     config.labels, config.channels = dataset.mapping.to_dict(), dataset.channels
     if config.num_classes is None:
         config.num_classes = dataset.mapping.model_num_classes
@@ -186,27 +172,15 @@ def _apply_plan(config, dataset, explicit: set, devices, verbose: int) -> None:
         val_fraction=config.val_fraction,
         given={key: getattr(config, key) for key in explicit if hasattr(config, key)},
     )
-    aliases = {"split": ("val_data", "val_stems", "train_stems")}  # a given split wins
-    derived = {}
-    for key, value in plan.options.items():
-        if key in explicit or any(a in explicit for a in aliases.get(key, ())):
-            continue
-        setattr(config, key, value)
-        derived[key] = plan.reasons[key]
+    skip = explicit | ({"split"} if explicit & {"val_data", "val_stems", "train_stems"} else set())
+    derived = {k: why for k, why in plan.reasons.items() if k not in skip}  # a given split wins
+    for key in derived:
+        setattr(config, key, plan.options[key])
     config.plan = {"fingerprint": fp.to_dict(), "device_kind": kind, "derived": derived}
     if verbose:
         print("train: dataset fingerprint\n" + planning.describe_fingerprint(fp))
         print("train: derived settings (explicit options win)\n"
               + planning.describe_plan(plan, explicit))  # fmt: skip
-
-
-def _per_replica_epoch(config, replicas: int) -> None:
-    """A derived epoch length counts batches of one replica; each step takes one batch per
-    replica, so with several the epoch needs ``replicas`` times fewer steps."""
-    derived = (config.plan or {}).get("derived", {})
-    if replicas > 1 and "steps_per_epoch" in derived:
-        config.steps_per_epoch = max(1, math.ceil(config.steps_per_epoch / replicas))
-        derived["steps_per_epoch"] += f"; / {replicas} replicas (a step takes {replicas} batches)"
 
 
 def _model(config, settings, run_dir: Path, state, steps: int, mapping, val_padded: bool):
@@ -225,28 +199,8 @@ def _model(config, settings, run_dir: Path, state, steps: int, mapping, val_padd
     return model
 
 
-def _schedule_callbacks(config, checkpoint):
-    """``(callbacks, TimeBudget or None, epochs for fit)``: a time budget sets the learning
-    rate and ends training; ``plateau`` halves the rate when validation stops improving."""
-    if config.time_budget_minutes is not None:
-        budget = run_callbacks.TimeBudget(
-            config.time_budget_minutes * 60,
-            config.learning_rate,
-            schedule=config.schedule,
-            seconds_used=checkpoint.train_seconds,
-        )
-        return [budget], budget, 10**6
-    if config.schedule == "plateau":
-        plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6
-        )
-        return [plateau], None, config.epochs
-    return [], None, config.epochs
-
-
 def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, val_ds, verbose):
-    """Raises on a NaN loss; else chooses the evaluation settings, marks the run finished
-    and returns its result."""
+    """Raises on a NaN loss; else chooses evaluation settings, marks the run finished."""
     if guard.where is not None:
         epoch, batch = guard.where
         checkpoint.write_state(finished=False, stopped_reason="nan_loss")
@@ -264,10 +218,16 @@ def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, val_d
     return load_result(run_dir, config, run_callbacks.read_state(run_dir))
 
 
-def _agree_on_start(settings, state: dict | None) -> None:
-    """Multi-worker: waits for every worker and checks that all read the same state."""
+def _check_workers(settings, state: dict | None, config) -> None:
+    """Multi-worker: refuses a time budget, waits for every worker and checks that all read
+    the same state (so all start from the same epoch)."""
     if settings.num_workers <= 1:
         return
+    if config.time_budget_minutes is not None:
+        raise ValueError(
+            "time_budget_minutes cannot be used with several workers (each would stop at a "
+            "different step); give epochs instead"
+        )
     done = -1 if state is None else int(state.get("epochs_done", 0))
     if not runtime.same_on_every_worker(settings, done):
         raise RuntimeError(
@@ -278,9 +238,8 @@ def _agree_on_start(settings, state: dict | None) -> None:
 
 def _build_for_multi_worker(model, dataset, strategy) -> None:
     """Works around two Keras 3.15 ``fit`` steps that fail under ``MultiWorkerMirroredStrategy``
-    (docs/distributed.md): the compiled metrics, loss and optimizer are built here from the
-    dataset's element spec (iterating it would advance its seeded shuffling), and each
-    step's logs are returned as 1-element vectors, which ``strategy.reduce`` can average."""
+    (docs/distributed.md): builds the compiled objects from the dataset's element spec, and
+    returns each step's logs as 1-element vectors, which ``strategy.reduce`` can average."""
     with strategy.scope():
         model._symbolic_build(data_batch=dataset.element_spec)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
@@ -293,36 +252,24 @@ def _build_for_multi_worker(model, dataset, strategy) -> None:
     model.compute_metrics = vector_logs
 
 
+_NETWORK = "depth base_filters convs_per_level batch_norm dropout upsampling padding".split()
+
+
 def build_model(config: TrainConfig) -> keras.Model:
     """The U-Net described by a configuration."""
-    return build_unet(
-        (None, None, config.channels),
-        config.num_classes,
-        depth=config.depth,
-        base_filters=config.base_filters,
-        convs_per_level=config.convs_per_level,
-        batch_norm=config.batch_norm,
-        dropout=config.dropout,
-        upsampling=config.upsampling,
-        padding=config.padding,
-    )
+    network = {name: getattr(config, name) for name in _NETWORK}
+    return build_unet((None, None, config.channels), config.num_classes, **network)
 
 
 def make_metrics(config: TrainConfig, *, ignore: bool = False) -> list[keras.metrics.Metric]:
     """Streaming Dice and IoU over the foreground classes."""
     kwargs = {"ignore_class": IGNORE_LABEL} if ignore else {}
-    return [
-        metrics.DiceMetric(config.num_classes, **kwargs),
-        metrics.IoUMetric(config.num_classes, **kwargs),
-    ]
+    return [kind(config.num_classes, **kwargs) for kind in (metrics.DiceMetric, metrics.IoUMetric)]
 
 
 def _describe(config, settings, steps) -> str:
-    length = (
-        f"{config.time_budget_minutes:g} min budget"
-        if config.time_budget_minutes is not None
-        else f"{config.epochs} epochs"
-    )
+    budget = config.time_budget_minutes
+    length = f"{config.epochs} epochs" if budget is None else f"{budget:g} min budget"
     workers = f" on {settings.num_workers} workers" if settings.num_workers > 1 else ""
     loss = config.loss if isinstance(config.loss, str) else type(config.loss).__name__
     return (
@@ -335,3 +282,35 @@ def _describe(config, settings, steps) -> str:
         f"{settings.per_device_batch_size} per replica = {settings.global_batch_size} global, "
         f"{settings.precision_policy}, backend {keras.backend.backend()}"
     )
+
+
+#: Resolved by the first run from the data and the machine: never compared on resume.
+RESOLVED = {"labels", "channels", "num_classes", "train_stems", "val_stems", "devices",
+            "class_weights"}  # fmt: skip
+
+
+def config_for_resume(run_dir: Path, requested: TrainConfig) -> TrainConfig:
+    """The run folder's stored configuration, if ``requested`` agrees with it on every
+    option the caller set (those that differ from the defaults)."""
+    stored = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    defaults, old = TrainConfig().to_dict(), stored.to_dict()
+    given = {k: v for k, v in requested.to_dict().items() if k not in RESOLVED and v != defaults[k]}
+    differing = [key for key, value in given.items() if not _same(key, value, old[key])]
+    if differing:
+        raise ValueError(
+            f"{run_dir} holds a run started with other settings ({', '.join(differing)}); "
+            "use a new output folder, or overwrite=True (--overwrite) to start afresh."
+        )
+    return stored
+
+
+def _same(key, a, b) -> bool:
+    paths = key in ("data", "val_data") and a is not None and b is not None
+    return Path(a).resolve() == Path(b).resolve() if paths else a == b
+
+
+def load_result(run_dir: Path, config: TrainConfig, state: dict) -> TrainResult:
+    """The :class:`TrainResult` of a run folder: its best model (else the last)."""
+    best = run_dir / run_callbacks.BEST_MODEL
+    model = load_model(best if best.exists() else run_dir / run_callbacks.LAST_MODEL)
+    return TrainResult(model, run_callbacks.read_history(run_dir), run_dir, config, state)

@@ -1,14 +1,8 @@
-"""Self-configuration (nnU-Net's idea for 2-D U-Nets): look at the data and the machine and
-derive patch size, batch size, network size, loss, schedule and split, each with its reason.
-
-:func:`fingerprint` summarises a dataset; :func:`plan_training` turns it, the device kind
-and the time budget into :class:`~unet_lib.training.TrainConfig` values; ``train`` applies
-them to every option not given and records them in ``config.json``.
-
-Example:
-    >>> fp = fingerprint("data/generated/membranes")  # doctest: +SKIP
-    >>> print(describe_plan(plan_training(fp, time_budget_minutes=25)))  # doctest: +SKIP
-"""
+"""Self-configuration (nnU-Net's idea for 2-D U-Nets): :func:`fingerprint` summarises a
+dataset, :func:`plan_training` derives :class:`~unet_lib.training.TrainConfig` values from it,
+the device and the time budget, each with its reason, e.g.
+``describe_plan(plan_training(fingerprint(folder), time_budget_minutes=25))``; ``train``
+applies them to every option not given and records them in ``config.json``."""
 
 from __future__ import annotations
 
@@ -31,15 +25,11 @@ _SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
 
 @dataclass(frozen=True)
 class DatasetFingerprint:
-    """What the data looks like, as far as training choices are concerned.
-
-    Sizes are ``(H, W)`` (``min_size`` per axis); intensities per channel in ``[0, 1]``
-    (percentiles: 0.5 and 99.5); ``class_fractions``: each class's share of the labelled
-    pixels; per foreground class, ``object_diameter`` is the median ``sqrt(4 area / pi)`` of
-    its connected components and ``object_width`` twice the mean distance from a class pixel
-    to the nearest other pixel; ``is_stack``: consecutive numbered stems, so neighbours are
-    correlated and a random split would leak.
-    """
+    """What the data looks like, as far as training choices are concerned: sizes ``(H, W)``
+    (``min_size`` per axis); intensities per channel in ``[0, 1]`` (percentiles 0.5, 99.5);
+    each class's share of the labelled pixels; per foreground class the median
+    ``sqrt(4 area / pi)`` of its components and twice the mean distance from a class pixel to
+    the nearest other pixel; ``is_stack``: numbered stems (a random split would leak)."""
 
     num_pairs: int
     median_size: tuple[int, int]
@@ -66,8 +56,7 @@ class TrainingPlan:
     reasons: dict[str, str] = field(default_factory=dict)
 
     def choose(self, key: str, value, reason: str) -> None:
-        self.options[key] = value
-        self.reasons[key] = reason
+        self.options[key], self.reasons[key] = value, reason
 
 
 def fingerprint(dataset) -> DatasetFingerprint:
@@ -81,22 +70,16 @@ def fingerprint(dataset) -> DatasetFingerprint:
         raise ValueError("the dataset is empty: nothing to fingerprint")
     shapes = np.array([m.shape[:2] for m in dataset.masks])
     channels = int(dataset.channels)
-    # pooled moments over every pixel, without concatenating the images
-    total = sum(img.shape[0] * img.shape[1] for img in dataset.images)
-    sums = sum(img.reshape(-1, channels).sum(0, dtype=np.float64) for img in dataset.images)
-    mean = sums / total
-    squares = sum(
-        ((img.reshape(-1, channels) - mean) ** 2).sum(0, dtype=np.float64) for img in dataset.images
-    )
-    std = np.sqrt(squares / total)
+    flat = [img.reshape(-1, channels) for img in dataset.images]  # pooled over every pixel
+    total = sum(len(f) for f in flat)
+    mean = sum(f.sum(0, dtype=np.float64) for f in flat) / total
+    std = np.sqrt(sum(((f - mean) ** 2).sum(0, dtype=np.float64) for f in flat) / total)
     sample = _evenly_spaced(len(dataset), _SAMPLE_IMAGES)
-    pixels = np.concatenate([dataset.images[i].reshape(-1, channels) for i in sample])
+    pixels = np.concatenate([flat[i] for i in sample])
     percentiles = np.percentile(pixels, [0.5, 99.5], axis=0).T
-
     names = list(dataset.mapping.class_names)
-    counts = np.zeros(len(names), np.int64)
-    for m in dataset.masks:
-        counts += np.bincount(m[m >= 0].ravel(), minlength=len(names))[: len(names)]
+    k = len(names)
+    counts = sum(np.bincount(m[m >= 0].ravel(), minlength=k)[:k] for m in dataset.masks)
     fractions = counts / max(1, counts.sum())
     diameters, widths = _object_sizes([dataset.masks[i] for i in sample], names)
     return DatasetFingerprint(
@@ -119,12 +102,10 @@ def looks_like_stack(stems) -> bool:
     """True when the stems are consecutive integers (optionally with one shared prefix),
     like the slices of a volume: ``0..23``, ``slice_000..slice_019``."""
     parts = [re.fullmatch(r"(.*?)(\d+)", s) for s in stems]
-    if len(stems) < 3 or not all(parts):
-        return False
-    if len({p.group(1) for p in parts}) != 1:
+    if len(stems) < 3 or not all(parts) or len({p.group(1) for p in parts}) != 1:
         return False
     numbers = sorted(int(p.group(2)) for p in parts)
-    return all(b - a == 1 for a, b in zip(numbers, numbers[1:], strict=False))
+    return numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
 
 def plan_training(
@@ -136,44 +117,36 @@ def plan_training(
     val_fraction: float = 0.2,
     given: dict | None = None,
 ) -> TrainingPlan:
-    """Training choices for a dataset on a device, each with its reason.
-
-    * **split**: contiguous blocks for stacks (:func:`looks_like_stack`), else seeded random.
-    * **patch**: 256 on a CPU (512 on a GPU) when images have over 1.5 times its pixels,
-      else whole images; with patches and a class under 5 % of the pixels, a third of the
-      patches centred on a foreground class (nnU-Net's oversampling).
-    * **depth**: 4, or the most that keep the bottleneck >= 8 pixels.
-    * **batch**: about ``4 x 256^2`` pixels per step on a CPU (``16 x 512^2`` on a GPU),
-      2 to 16 (CPU) or 64 (GPU), at most the training images.
-    * **width**: 32 base filters (nnU-Net); 16 under a CPU budget of less than 5 minutes.
-    * **loss, schedule, augmentation**: Dice + cross-entropy, cosine with warm-up, the
-      :class:`~unet_lib.data.AugmentConfig` defaults.
-    * **steps per epoch**: validation <= 10 % of the training time, at most 250.
-    * **precision**: bfloat16 under a time budget on a CPU with BF16 units, else ``"auto"``.
+    """Split, patch and batch size, depth, width, loss, schedule, augmentation, epoch length
+    and precision for a dataset on a ``device_kind`` (``"CPU"``, ``"GPU"``, ``"TPU"``), each
+    with its reason (the rules: the reasons, :func:`describe_plan`).
 
     Args:
-        fp: the dataset's fingerprint.
-        device_kind: ``"CPU"``, ``"GPU"`` or ``"TPU"``.
-        time_budget_minutes: the training budget, if any.
         bf16_cpu: the CPU has bfloat16 units (``avx512_bf16`` or ``amx_bf16``).
-        val_fraction: share of the pairs used for validation.
         given: options the caller fixed (``{"batch_size": 4}``): the later rules use them
             instead of the derived values; the plan still lists the derived values.
     """
     plan, given = TrainingPlan(), dict(given or {})
     gpu = device_kind.upper() in ("GPU", "TPU")
     n_val = max(1, round(fp.num_pairs * val_fraction)) if fp.num_pairs > 1 else 0
+    n_train = fp.num_pairs - n_val
     if fp.is_stack:
         plan.choose("split", "contiguous", "the stems are consecutive numbers (a stack)")
     else:
         plan.choose("split", "random", "the stems are not a numbered stack: seeded random")
-    patch_pixels = _plan_patch(plan, fp, gpu, device_kind, given)
-    _plan_network(plan, fp, gpu, device_kind, patch_pixels, fp.num_pairs - n_val, given)
+    ph, pw = _plan_patch(plan, fp, gpu, device_kind, given)
+    depth = max([d for d in (4, 3, 2) if min(ph, pw) / 2**d >= 8], default=1)
+    plan.choose("depth", depth, f"bottleneck of {min(ph, pw) // 2**depth} px on the short side")
+    target = GPU_PIXELS_PER_STEP if gpu else CPU_PIXELS_PER_STEP
+    batch = int(np.clip(round(target / (ph * pw)), 2, 64 if gpu else 16))
+    if n_train:
+        batch = max(1, min(batch, n_train))
+    plan.choose("batch_size", batch, f"~{target / 2**20:.1f} Mpx per step on a {device_kind}")
     _plan_fixed(plan, fp, gpu, time_budget_minutes)
-    batch = given.get("batch_size", plan.options["batch_size"])
-    val_pixels, train_pixels = n_val * fp.median_size[0] * fp.median_size[1], batch * patch_pixels
-    epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * train_pixels))
-    epoch_steps = max(epoch_steps, math.ceil(max(fp.num_pairs - n_val, 1) / batch))
+    batch = given.get("batch_size", batch)
+    val_pixels = n_val * fp.median_size[0] * fp.median_size[1]
+    epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * (batch * ph * pw)))
+    epoch_steps = max(epoch_steps, math.ceil(max(n_train, 1) / batch))
     epoch_steps = int(np.clip(epoch_steps, 1, MAX_STEPS_PER_EPOCH))
     plan.choose("steps_per_epoch", epoch_steps, "validation <= 10 % of the training time")
     if time_budget_minutes is not None and not gpu and bf16_cpu:
@@ -183,15 +156,14 @@ def plan_training(
     return plan
 
 
-def _plan_patch(plan, fp, gpu, device_kind, given) -> int:
-    """Chooses the patch size and patch sampling; returns the pixels of one patch."""
+def _plan_patch(plan, fp, gpu, device_kind, given):
+    """Chooses the patch size and patch sampling; returns the ``(height, width)`` trained on."""
     cap = GPU_PATCH if gpu else CPU_PATCH
     h, w = fp.median_size
     if h * w > 1.5 * cap * cap:
         side = int(min(cap, *fp.min_size))
-        side -= side % 16
         reason = f"images ({h}x{w}) are larger than {cap}^2, the {device_kind} patch"
-        plan.choose("patch_size", side, reason)
+        plan.choose("patch_size", side - side % 16, reason)
     else:
         plan.choose("patch_size", None, f"whole images: {h}x{w} fit the {cap} patch size")
     patch = given.get("patch_size", plan.options["patch_size"])
@@ -202,28 +174,7 @@ def _plan_patch(plan, fp, gpu, device_kind, given) -> int:
         plan.choose("foreground_fraction", 1 / 3, reason)
     else:
         plan.choose("foreground_fraction", 0.0, "uniform patches: no class under 5 %")
-    if patch is None:
-        return h * w
-    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
-    return ph * pw
-
-
-def _plan_network(plan, fp, gpu, device_kind, patch_pixels, n_train, given) -> None:
-    """Depth (from the patch's short side), batch size and width."""
-    patch = given.get("patch_size", plan.options["patch_size"])
-    if patch is None:
-        short = min(fp.median_size)
-    else:
-        short = patch if isinstance(patch, int) else min(patch)
-    depth = 4
-    while depth > 1 and short / 2**depth < 8:
-        depth -= 1
-    plan.choose("depth", depth, f"bottleneck of {short // 2**depth} px on the short side")
-    target = GPU_PIXELS_PER_STEP if gpu else CPU_PIXELS_PER_STEP
-    batch = int(np.clip(round(target / patch_pixels), 2, 64 if gpu else 16))
-    if n_train:
-        batch = max(1, min(batch, n_train))
-    plan.choose("batch_size", batch, f"~{target / 2**20:.1f} Mpx per step on a {device_kind}")
+    return (h, w) if patch is None else (patch, patch) if isinstance(patch, int) else tuple(patch)
 
 
 def _plan_fixed(plan, fp, gpu, time_budget_minutes) -> None:
@@ -246,13 +197,12 @@ def _plan_fixed(plan, fp, gpu, time_budget_minutes) -> None:
 
 def describe_plan(plan: TrainingPlan, explicit=()) -> str:
     """One line per choice: ``key = value (reason)``; explicit options are marked."""
-    lines = []
-    for key, value in plan.options.items():
-        if key in explicit:
-            lines.append(f"  {key:16s} given explicitly (derived would be {value!r})")
-        else:
-            lines.append(f"  {key:16s} = {value!r}  ({plan.reasons[key]})")
-    return "\n".join(lines)
+    return "\n".join(
+        f"  {key:16s} given explicitly (derived would be {value!r})"
+        if key in explicit
+        else f"  {key:16s} = {value!r}  ({plan.reasons[key]})"
+        for key, value in plan.options.items()
+    )
 
 
 def describe_fingerprint(fp: DatasetFingerprint) -> str:
@@ -270,9 +220,7 @@ def describe_fingerprint(fp: DatasetFingerprint) -> str:
 
 
 def _evenly_spaced(n: int, k: int) -> list[int]:
-    if n <= k:
-        return list(range(n))
-    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+    return list(range(n)) if n <= k else sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
 
 
 def _object_sizes(masks, names) -> tuple[dict[str, float], dict[str, float]]:
@@ -280,9 +228,7 @@ def _object_sizes(masks, names) -> tuple[dict[str, float], dict[str, float]]:
     import cv2
 
     diameters, widths = {}, {}
-    for k, name in enumerate(names):
-        if k == 0:
-            continue
+    for k, name in enumerate(names[1:], start=1):
         areas, depth_sum, depth_count = [], 0.0, 0
         for m in masks:
             binary = (m == k).astype(np.uint8)
@@ -290,10 +236,8 @@ def _object_sizes(masks, names) -> tuple[dict[str, float], dict[str, float]]:
                 continue
             count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
             areas.extend(stats[1:count, cv2.CC_STAT_AREA].tolist())
-            dist = cv2.distanceTransform(np.pad(binary, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[
-                1:-1, 1:-1
-            ]
-            depth_sum += float(dist[binary > 0].sum())
+            dist = cv2.distanceTransform(np.pad(binary, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            depth_sum += float(dist[1:-1, 1:-1][binary > 0].sum())
             depth_count += int(binary.sum())
         if areas:
             diameters[name] = round(float(np.sqrt(4 * np.median(areas) / np.pi)), 2)

@@ -1,27 +1,17 @@
-"""The losses, optimizers and learning-rate schedules that ``train`` knows by name.
-
-Adding one is a function and a registry line; ``train(loss=...)`` (``optimizer=``,
-``schedule=``) takes a registered name or, like Keras's ``get()``, a Keras object used as
-given (a ``keras.losses.Loss``, ``keras.optimizers.Optimizer`` or ``LearningRateSchedule``).
-``keras`` and ``losses`` here are imported on first use, so the command line's ``--help``
-stays fast.
-
-Example:
-    >>> def half_dice(class_weights, ignore_class):
-    ...     return losses.DiceLoss(ignore_class=ignore_class, smooth=0.5)
-    >>> LOSSES["half_dice"] = half_dice  # now train(loss="half_dice"), --loss half_dice
-"""
+"""The losses, optimizers and learning-rate schedules that ``train`` knows by name (adding
+one is a registry entry, e.g. ``LOSSES["half_dice"] = lambda w, i: DiceLoss(ignore_class=i)``);
+like Keras's ``get()``, ``train(loss=...)`` (``optimizer=``, ``schedule=``) also takes a Keras
+object. ``keras`` and ``losses`` load on first use, so ``--help`` stays fast."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from unet_lib import IGNORE_LABEL
 
 
-class _OnFirstUse:
-    """A module imported on its first attribute access."""
-
+class _OnFirstUse:  # a module imported on its first attribute access
     def __init__(self, name: str):
         self.name = name
 
@@ -31,54 +21,20 @@ class _OnFirstUse:
 
 keras, losses = _OnFirstUse("keras"), _OnFirstUse("unet_lib.losses")
 
-
-# Losses: (class_weights: one per label class or None, ignore_class: a label or None) -> Loss
-def dice_ce(class_weights, ignore_class):
-    return losses.DiceCELoss(class_weights=class_weights, ignore_class=ignore_class)
-
-
-def dice(class_weights, ignore_class):
-    return losses.DiceLoss(ignore_class=ignore_class)
-
-
-def ce(class_weights, ignore_class):
-    return losses.DiceCELoss(
-        dice_weight=0.0, class_weights=class_weights, ignore_class=ignore_class
-    )
-
-
-def focal(class_weights, ignore_class):
-    return losses.FocalLoss(ignore_class=ignore_class)
-
-
-def tversky(class_weights, ignore_class):
-    return losses.TverskyLoss(ignore_class=ignore_class)
-
-
-LOSSES = {"dice_ce": dice_ce, "dice": dice, "ce": ce, "focal": focal, "tversky": tversky}
-
-
-# Optimizers: (learning_rate: a float or a LearningRateSchedule, weight_decay) -> Optimizer
-def adam(learning_rate, weight_decay):
-    return keras.optimizers.Adam(learning_rate)
-
-
-def adamw(learning_rate, weight_decay):
-    return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 1e-4)
-
-
-def sgd(learning_rate, weight_decay):
-    return keras.optimizers.SGD(learning_rate, momentum=0.99, nesterov=True)
-
-
-OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd}
-
-
-# Schedules: (peak rate, total steps, warm-up steps) -> a float, or a schedule of the step.
-# One rule for epochs and time budgets: an epoch run reads it at the optimizer's step, a
-# time budget at the fraction of its time used (callbacks.TimeBudget).
-def constant(peak, total_steps, warmup_steps):
-    return peak
+#: name -> (class_weights: one per label class or None, ignore_class: a label or None) -> Loss
+LOSSES = {
+    "dice_ce": lambda w, i: losses.DiceCELoss(class_weights=w, ignore_class=i),
+    "dice": lambda w, i: losses.DiceLoss(ignore_class=i),
+    "ce": lambda w, i: losses.DiceCELoss(dice_weight=0.0, class_weights=w, ignore_class=i),
+    "focal": lambda w, i: losses.FocalLoss(ignore_class=i),
+    "tversky": lambda w, i: losses.TverskyLoss(ignore_class=i),
+}
+#: name -> (learning_rate: a float or a LearningRateSchedule, weight_decay) -> Optimizer
+OPTIMIZERS = {
+    "adam": lambda rate, decay: keras.optimizers.Adam(rate),
+    "adamw": lambda rate, decay: keras.optimizers.AdamW(rate, weight_decay=decay or 1e-4),
+    "sgd": lambda rate, decay: keras.optimizers.SGD(rate, momentum=0.99, nesterov=True),
+}
 
 
 def cosine(peak, total_steps, warmup_steps):
@@ -92,8 +48,10 @@ def cosine(peak, total_steps, warmup_steps):
     )
 
 
-#: ``plateau`` starts constant; ``train`` halves it when validation stops improving.
-SCHEDULES = {"constant": constant, "cosine": cosine, "plateau": constant}
+#: name -> (peak rate, total steps, warm-up steps) -> a float or a schedule of the step. One
+#: rule for epochs (read at the optimizer's step) and time budgets (callbacks.TimeBudget: at
+#: the fraction of the time used); ``plateau`` starts constant, ``train`` halves it on plateaus.
+SCHEDULES = {"constant": lambda peak, *_: peak, "cosine": cosine, "plateau": lambda peak, *_: peak}
 _KINDS = {"loss": "losses.Loss", "optimizer": "optimizers.Optimizer",
           "schedule": "optimizers.schedules.LearningRateSchedule"}  # fmt: skip
 
@@ -104,46 +62,39 @@ def check_registered(option: str, value, table: dict) -> None:
     if isinstance(value, dict) or (isinstance(value, str) and value in table):
         return
     if not isinstance(value, str):
-        base = keras
-        for part in _KINDS[option].split("."):
-            base = getattr(base, part)
-        if isinstance(value, base):
+        if isinstance(value, functools.reduce(getattr, _KINDS[option].split("."), keras)):
             return
     raise ValueError(
         f"{option} must be one of {tuple(table)} or a keras.{_KINDS[option]}, got {value!r}"
     )
 
 
-def resolve(value, table: dict):
-    """The registry entry for a name; a Keras object (or its serialised dict) as given."""
+def resolve(value, table: dict, *args):
+    """The registry entry for a name, called with ``args``; a Keras object (or its serialised
+    dict) as given."""
     if isinstance(value, str):
-        return table[value]
+        return table[value](*args)
     return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
 
 
 def learning_rate(config, steps_per_epoch: int):
     """The optimizer's learning rate for ``config``: its schedule over ``epochs``; a float
     under a time budget (:class:`~unet_lib.training.callbacks.TimeBudget` then sets it)."""
-    if not isinstance(config.schedule, str):
-        return resolve(config.schedule, SCHEDULES)  # a LearningRateSchedule object
-    if config.time_budget_minutes is not None:
+    if config.time_budget_minutes is not None:  # the schedule is then a name (TrainConfig)
         return config.learning_rate
     total = config.epochs * steps_per_epoch
     warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
-    return SCHEDULES[config.schedule](config.learning_rate, total, warmup)
+    return resolve(config.schedule, SCHEDULES, config.learning_rate, total, warmup)
 
 
 def make_optimizer(config, steps_per_epoch: int):
     """The optimizer named (or given) by ``config.optimizer`` with :func:`learning_rate`."""
-    if not isinstance(config.optimizer, str):
-        return resolve(config.optimizer, OPTIMIZERS)
-    return OPTIMIZERS[config.optimizer](learning_rate(config, steps_per_epoch), config.weight_decay)
+    rate = learning_rate(config, steps_per_epoch)
+    return resolve(config.optimizer, OPTIMIZERS, rate, config.weight_decay)
 
 
 def make_loss(config, *, ignore: bool = False):
     """The loss named (or given) by ``config.loss``; ``ignore``: pixels labelled
     ``IGNORE_LABEL`` count nowhere."""
-    if not isinstance(config.loss, str):
-        return resolve(config.loss, LOSSES)
     weights = config.class_weights if isinstance(config.class_weights, list) else None
-    return LOSSES[config.loss](weights, IGNORE_LABEL if ignore else None)
+    return resolve(config.loss, LOSSES, weights, IGNORE_LABEL if ignore else None)
