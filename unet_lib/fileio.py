@@ -5,8 +5,6 @@ in the same folder, then renamed over the target (atomic on POSIX), so a reader 
 the old file or the new one.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os

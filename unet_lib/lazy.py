@@ -8,8 +8,6 @@ Example:
     >>> __getattr__, __dir__ = lazy_face(__name__, {"pipeline": "make_dataset"})  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
 import importlib
 import sys
 

@@ -14,8 +14,6 @@ Example:
     0.2333
 """
 
-from __future__ import annotations
-
 import inspect
 import math
 import numbers

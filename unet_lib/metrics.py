@@ -11,8 +11,6 @@ Example:
     0.8
 """
 
-from __future__ import annotations
-
 import keras
 from keras import ops
 

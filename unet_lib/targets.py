@@ -11,8 +11,6 @@ Example:
     ([1, 1], [1, 0], [0, 1])
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 

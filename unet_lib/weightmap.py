@@ -23,8 +23,6 @@ Example:
     10.2312
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 

@@ -3,8 +3,6 @@ workflow (train, evaluate, predict, demo) in :mod:`unet_lib.cli.workflow`. Each 
 :data:`COMMANDS` entry; errors print one line (a traceback with ``--traceback``) and exit 1;
 heavy imports wait for the command's run function."""
 
-from __future__ import annotations
-
 import argparse
 import os
 import sys

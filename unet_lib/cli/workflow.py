@@ -3,8 +3,6 @@ thin layer over the library function of the same name. The ``train`` flags are g
 :class:`~unet_lib.training.TrainConfig`'s field metadata; options left out are not passed on,
 so the library's defaults (and a resumed run's settings) apply."""
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import json

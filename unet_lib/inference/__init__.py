@@ -1,4 +1,8 @@
-"""FACE_DOC_inference"""
+"""Prediction: whole images or blended overlap tiles, test-time augmentation, saving.
+
+``predictor`` holds the API (:func:`predict`), ``engine`` the fast model copy, ``geometry``
+the input sizes a model takes, ``tiling`` the passes over an image, ``saving`` the files.
+"""
 
 from __future__ import annotations
 
@@ -13,43 +17,18 @@ from unet_lib.inference.engine import (
     resolve_precision,
     runner,
 )
-from unet_lib.inference.predictor import (
+from unet_lib.inference.predictor import Prediction, predict, predict_batch, predict_probabilities
+from unet_lib.inference.saving import overlay_image, predict_folder, save_mask, save_overlay
+from unet_lib.inference.tiling import (
     BLEND_MODES,
-    Prediction,
     TTATransform,
     gaussian_window,
     linear_window,
-    overlay_image,
-    predict,
-    predict_batch,
-    predict_folder,
-    predict_probabilities,
-    save_mask,
-    save_overlay,
     tta_transforms,
 )
 
-__all__ = [
-    "PRECISIONS",
-    "default_precision",
-    "resolve_precision",
-    "FoldedBatchNorm",
-    "fold_plan",
-    "inference_copy",
-    "copy_weights",
-    "Runner",
-    "runner",
-    "BLEND_MODES",
-    "Prediction",
-    "gaussian_window",
-    "linear_window",
-    "TTATransform",
-    "tta_transforms",
-    "predict_probabilities",
-    "predict",
-    "predict_batch",
-    "save_mask",
-    "overlay_image",
-    "save_overlay",
-    "predict_folder",
-]
+__all__ = ["PRECISIONS", "default_precision", "resolve_precision", "FoldedBatchNorm"]
+__all__ += ["fold_plan", "inference_copy", "copy_weights", "Runner", "runner", "BLEND_MODES"]
+__all__ += ["Prediction", "gaussian_window", "linear_window", "TTATransform", "tta_transforms"]
+__all__ += ["predict_probabilities", "predict", "predict_batch", "save_mask", "overlay_image"]
+__all__ += ["save_overlay", "predict_folder"]

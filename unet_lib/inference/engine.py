@@ -1,35 +1,10 @@
-"""The model that :mod:`unet_lib.inference.predictor` runs: batch norm folded, bfloat16, compiled.
+"""The model that prediction runs: a copy with batch norm folded, in bfloat16, compiled.
 
-Prediction does not need the training graph, so :func:`inference_copy` makes a copy of a
-functional (or Sequential) Keras model for inference only:
-
-* **batch norm folded**: a ``Conv2D`` whose only consumer is a ``BatchNormalization`` gets
-  the normalisation folded into its kernel and bias (``k' = k * s``,
-  ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``) and the batch-norm
-  layer becomes a pass-through: four passes over every activation map fewer (bias, the
-  float32 up-cast Keras does for batch norm under mixed precision, scale, shift);
-* **bfloat16** (``precision="bfloat16"``): every layer computes under Keras's
-  ``mixed_bfloat16`` policy (weights stay float32) except two cheap ends that stay float32:
-  the head (the output layers and the 1x1 convolutions / activations that feed them) and
-  the stem (a convolution reading the float32 input of at most 4 channels: rounding the
-  input to bfloat16 caused most label flips);
-* **compiled**: on the TensorFlow backend the copy runs through ``predict_on_batch``, a
-  ``tf.function`` graph (Grappler / oneDNN fusions), instead of op-by-op eager calls.
-
-:func:`runner` caches the copy per model and precision, and copies the weights again when the
-model's weights changed since (checked once per :func:`~unet_lib.inference.predictor.predict` call).
-
-``precision="auto"`` (:func:`resolve_precision`) picks bfloat16 on a CPU with AVX-512 BF16 or
-AMX (``avx512_bf16`` / ``amx_bf16`` in ``/proc/cpuinfo``) when TensorFlow runs the model on
-the CPU: measured on a 2-core Zen 5 (``benchmarks/README.md``) it predicts about twice as fast
-as float32 with at least 99.9 % of the labels of float32 on a trained U-Net. Everywhere else
-(GPUs, CPUs without BF16 units, the JAX and PyTorch backends) ``"auto"`` is float32.
-
-Only ``keras`` and ``numpy`` are imported (TensorFlow only when it is the Keras backend).
-
-Example:
-    >>> run = runner(model, "bfloat16")
-    >>> probabilities = run(batch)  # float32 numpy, (B, H, W, num_classes)
+:func:`inference_copy` folds each batch norm into the ``Conv2D`` before it (``k' = k * s``,
+``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)``); in ``"bfloat16"`` its layers
+compute under ``mixed_bfloat16`` except the head (output layers and the cheap layers feeding
+them) and the stem (a convolution reading an input of <= 4 channels). On TensorFlow it runs
+compiled (``predict_on_batch``). :func:`runner` caches it per model and precision.
 """
 
 from __future__ import annotations
@@ -46,7 +21,6 @@ _HEAD_LAYERS = (keras.layers.Activation, keras.layers.Softmax, keras.layers.ReLU
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-# ----------------------------------------------------------------------------- precision
 @functools.cache
 def default_precision() -> tuple[str, str]:
     """``(precision, reason)`` that ``precision="auto"`` resolves to on this machine."""
@@ -65,17 +39,15 @@ def default_precision() -> tuple[str, str]:
 
 
 def resolve_precision(precision: str = "auto") -> str:
-    """``"float32"`` or ``"bfloat16"`` for ``precision`` in :data:`PRECISIONS`.
-
-    Raises:
-        ValueError: for any other value.
-    """
+    """``"float32"`` or ``"bfloat16"`` for ``precision`` in :data:`PRECISIONS` (else ValueError)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        raise ValueError(
+            f"precision must be one of {PRECISIONS}, got {precision!r}; 'auto' picks "
+            "bfloat16 on CPUs with AVX-512 BF16, else float32."
+        )
     return default_precision()[0] if precision == "auto" else precision
 
 
-# ----------------------------------------------------------------------------- the copy
 class FoldedBatchNorm(keras.layers.Layer):
     """Pass-through left where a batch norm was folded into the convolution before it."""
 
@@ -90,11 +62,6 @@ def _source(tensor):
     return tensor._keras_history.operation
 
 
-def _is_linear(layer) -> bool:
-    activation = getattr(layer, "activation", None)
-    return activation is None or getattr(activation, "__name__", "") == "linear"
-
-
 def fold_plan(model) -> dict[str, str]:
     """``{batch_norm_name: conv_name}`` for the foldable ``Conv2D -> BatchNormalization`` pairs."""
     plan = {}
@@ -102,12 +69,12 @@ def fold_plan(model) -> dict[str, str]:
         if not isinstance(bn, keras.layers.BatchNormalization) or len(bn._inbound_nodes) != 1:
             continue
         conv = _source(bn._inbound_nodes[0].input_tensors[0])
-        axis = bn.axis if isinstance(bn.axis, int) else None
+        activation = getattr(conv, "activation", None)
         if (
             type(conv) is keras.layers.Conv2D
             and conv.data_format == "channels_last"
-            and axis in (-1, 3)
-            and _is_linear(conv)
+            and (isinstance(bn.axis, int) and bn.axis in (-1, 3))
+            and (activation is None or getattr(activation, "__name__", "") == "linear")
             and len(conv._inbound_nodes) == 1
             and len(conv._outbound_nodes) == 1
         ):
@@ -133,17 +100,12 @@ def _float32_head(model) -> set[str]:
 
 
 def _float32_stem(model) -> set[str]:
-    """Convolutions reading the model's input with at most 4 channels (a few % of the FLOPs).
-
-    The input rounded to bfloat16 (8 significant bits) is the largest single source of label
-    flips; computing the first convolution from the float32 input removes most of them.
-    """
+    """Convolutions reading an input of <= 4 channels (its bfloat16 rounding flips most labels)."""
     inputs = {id(t) for t in model.inputs}
     keep = set()
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.Conv2D) or len(layer._inbound_nodes) != 1:
-            continue
-        tensors = layer._inbound_nodes[0].input_tensors
+        nodes = layer._inbound_nodes if isinstance(layer, keras.layers.Conv2D) else ()
+        tensors = nodes[0].input_tensors if len(nodes) == 1 else ()
         if len(tensors) == 1 and id(tensors[0]) in inputs and (tensors[0].shape[-1] or 99) <= 4:
             keep.add(layer.name)
     return keep
@@ -160,22 +122,8 @@ def _clonable(model) -> bool:
 def inference_copy(
     model, precision: str = "float32", *, fold_batch_norm: bool = True, float32_layers=()
 ):
-    """A copy of ``model`` for inference: batch norm folded, layers in ``precision``.
-
-    Args:
-        model: A functional or Sequential Keras model without nested models.
-        precision: ``"float32"`` or ``"bfloat16"`` (computed under ``mixed_bfloat16``,
-            float32 head).
-        fold_batch_norm: Fold ``Conv2D -> BatchNormalization`` pairs.
-        float32_layers: Names of further layers to keep in float32.
-
-    Returns:
-        The copy (weights copied), or ``None`` where the model cannot be copied (subclassed
-        models, nested models).
-
-    Example:
-        >>> fast = inference_copy(model, "bfloat16")
-        >>> fast.predict_on_batch(x)
+    """A copy of ``model`` (functional or Sequential without nested models, else ``None``)
+    with batch norm folded, layers in ``precision`` except ``float32_layers``; weights copied.
     """
     policy = _POLICY[resolve_precision(precision)]
     if not _clonable(model):
@@ -226,7 +174,6 @@ def _fold(conv, bn) -> list[np.ndarray]:
     return [(kernel * scale).astype(np.float32), np.asarray(new_bias, np.float32)]
 
 
-# ----------------------------------------------------------------------------- running
 def _fingerprint(model) -> tuple:
     """Cheap summary of the weights (sum and sum of squares per array): changes on training."""
     out = []
@@ -240,14 +187,10 @@ class Runner:
     """Runs a model (or its inference copy) on a float32 batch; returns float32 numpy."""
 
     def __init__(self, model, precision: str):
-        self.precision = precision
-        self.copy = None
-        self._fingerprint = None
-        wanted = _POLICY[precision]
+        self.precision, self.copy, self._fingerprint = precision, None, None
         dtypes = {getattr(layer.dtype_policy, "name", "float32") for layer in model.layers}
-        needs_copy = bool(fold_plan(model)) if _clonable(model) else False
-        needs_copy = needs_copy or dtypes - {"float32"} != ({wanted} - {"float32"})
-        if needs_copy:
+        foldable = _clonable(model) and bool(fold_plan(model))
+        if foldable or dtypes - {"float32"} != {_POLICY[precision]} - {"float32"}:
             self.copy = inference_copy(model, precision)
             if self.copy is None and precision == "bfloat16":
                 raise ValueError(
@@ -260,10 +203,7 @@ class Runner:
 
     def refresh(self, model) -> None:
         """Copies the weights again if ``model``'s weights changed since the last call."""
-        if self.copy is None:
-            return
-        current = _fingerprint(model)
-        if current != self._fingerprint:
+        if self.copy is not None and (current := _fingerprint(model)) != self._fingerprint:
             copy_weights(model, self.copy)
             self._fingerprint = current
 
@@ -275,6 +215,24 @@ class Runner:
         else:
             y = keras.ops.convert_to_numpy(target(x, training=False))
         return np.asarray(y).astype(np.float32, copy=False)
+
+
+def model_forward(model, precision: str, from_logits: bool = False):
+    """``x -> probabilities`` (writeable float32): ``model`` run by its :func:`runner`,
+    sigmoid / softmax on logits."""
+    run = runner(model, precision)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        y = run(model, x)
+        y = y if y.flags.writeable else y.copy()
+        if from_logits:
+            if y.shape[-1] == 1:
+                return 0.5 * (1.0 + np.tanh(0.5 * y))
+            y = np.exp(y - y.max(axis=-1, keepdims=True))
+            y /= y.sum(axis=-1, keepdims=True)
+        return y
+
+    return forward
 
 
 def runner(model, precision: str = "auto") -> Runner:

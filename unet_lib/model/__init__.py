@@ -8,8 +8,6 @@ Example:
     388
 """
 
-from __future__ import annotations
-
 from unet_lib.model.batchnorm import BatchNorm
 from unet_lib.model.blocks import conv_block, decoder_block, encoder_block, segmentation_head
 from unet_lib.model.saving import load_model, save_model

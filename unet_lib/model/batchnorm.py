@@ -16,8 +16,6 @@ Everything else (inference, ``float32`` / ``float16``, masks, renorm, synchronis
 another channel axis) is Keras's own code, so a ``float32`` model is bit-for-bit Keras's.
 """
 
-from __future__ import annotations
-
 import keras
 from keras import ops
 

@@ -1,8 +1,6 @@
 """The U-Net's building blocks (as MONAI's TwoConv / Down / UpCat); layer names such as
 ``{name}_conv1`` and ``{name}_pool`` are what saved models, inference and tests look up."""
 
-from __future__ import annotations
-
 from keras import layers
 
 from unet_lib.model.batchnorm import BatchNorm

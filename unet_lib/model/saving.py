@@ -4,8 +4,6 @@ Loading imports the library's layers, losses and metrics first, so their registe
 (``unet_lib>BatchNorm``, ``unet_lib>DiceCELoss``, ...) resolve without ``custom_objects``.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

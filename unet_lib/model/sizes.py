@@ -1,8 +1,6 @@
 """Sizes of the U-Net: the multiple to pad to (``padding="same"``) and the input / output sizes
 of the paper's unpadded variant (``padding="valid"``: 572 -> 388), with the skip crops."""
 
-from __future__ import annotations
-
 import math
 
 

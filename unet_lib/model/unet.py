@@ -2,8 +2,6 @@
 any backend): ``depth`` encoder levels, a bottleneck, ``depth`` decoder levels and the head, from
 :mod:`unet_lib.model.blocks`. The defaults give the paper's layout, 31,030,593 parameters."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

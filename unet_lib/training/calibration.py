@@ -2,8 +2,6 @@
 augmentation (8 flips / rotations): the higher pooled foreground Dice wins, and for binary
 models the threshold in 0.30, 0.35, ..., 0.70 that maximises it (ties: nearest 0.5)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np

@@ -2,8 +2,6 @@
 ``history.csv`` and ``state.json``, each written atomically and ``state.json`` last (after a
 crash a rerun resumes from whole files, losing at most the running epoch); NaN; time budget."""
 
-from __future__ import annotations
-
 import csv
 import io
 import json

@@ -2,8 +2,6 @@
 (given, stored or seeded), per-pixel sample weights (class balance, the U-Net paper's weight
 map) and a validation set padded evenly over the replicas."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

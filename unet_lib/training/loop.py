@@ -2,8 +2,6 @@
 (the resolved :class:`TrainConfig`) rebuilds model and pipeline. The same call resumes the
 run (explicit options that differ from its stored ones are refused) or returns a finished one."""
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path

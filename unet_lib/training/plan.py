@@ -4,8 +4,6 @@ the device and the time budget, each with its reason, e.g.
 ``describe_plan(plan_training(fingerprint(folder), time_budget_minutes=25))``; ``train``
 applies them to every option not given and records them in ``config.json``."""
 
-from __future__ import annotations
-
 import math
 import re
 from dataclasses import asdict, dataclass, field

@@ -3,8 +3,6 @@ one is a registry entry, e.g. ``LOSSES["half_dice"] = lambda w, i: DiceLoss(igno
 like Keras's ``get()``, ``train(loss=...)`` (``optimizer=``, ``schedule=``) also takes a Keras
 object. ``keras`` and ``losses`` load on first use, so ``--help`` stays fast."""
 
-from __future__ import annotations
-
 import functools
 import importlib
 

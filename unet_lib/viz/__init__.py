@@ -1,39 +1,18 @@
-"""FACE_DOC_viz"""
+"""Pictures of segmentations: palette and overlays (NumPy + OpenCV), Matplotlib figures
+(``charts``, ``samples``: imported on first use, so ``viz.overlay`` needs no Matplotlib).
+"""
 
 from __future__ import annotations
 
-from unet_lib.viz.charts import (
-    plot_confusion_matrix,
-    plot_history,
-    plot_per_class,
-)
-from unet_lib.viz.figures import (
-    SAVE_DPI,
-    save_figure,
-)
-from unet_lib.viz.palette import (
-    IGNORE_COLOR,
-    TRUTH_OUTLINE_COLOR,
-    label_colors,
-    overlay,
-)
-from unet_lib.viz.samples import (
-    plot_augmentations,
-    plot_prediction,
-    plot_samples,
-)
+from unet_lib.lazy import lazy_face
+from unet_lib.viz.figures import SAVE_DPI, save_figure
+from unet_lib.viz.palette import IGNORE_COLOR, TRUTH_OUTLINE_COLOR, label_colors, overlay
 
-__all__ = [
-    "SAVE_DPI",
-    "save_figure",
-    "IGNORE_COLOR",
-    "TRUTH_OUTLINE_COLOR",
-    "label_colors",
-    "overlay",
-    "plot_confusion_matrix",
-    "plot_history",
-    "plot_per_class",
-    "plot_augmentations",
-    "plot_prediction",
-    "plot_samples",
-]
+_LAZY = {
+    "charts": "plot_confusion_matrix plot_history plot_per_class",
+    "samples": "plot_augmentations plot_prediction plot_samples",
+}
+__getattr__, __dir__ = lazy_face(__name__, _LAZY)
+
+__all__ = ["SAVE_DPI", "save_figure", "IGNORE_COLOR", "TRUTH_OUTLINE_COLOR", "label_colors"]
+__all__ += ["overlay", *__getattr__.names]

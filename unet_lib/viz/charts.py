@@ -1,16 +1,4 @@
-"""Curves and scores: training curves, per-class score bars, the confusion matrix.
-
-Every ``plot_*`` function returns the Matplotlib ``Figure`` (a pyplot figure: it shows in
-notebooks and with ``plt.show()``; in loops close it with ``plt.close(fig)``) and takes
-``save=None``: a path where the figure is written atomically (see
-:func:`unet_lib.viz.figures.save_figure`). All of them are also importable from
-:mod:`unet_lib.viz.samples`.
-
-This module imports numpy and Matplotlib only (no TensorFlow, no Keras).
-
-Example:
-    >>> fig = plot_history("runs/exp1/history.csv", save="curves.png")  # doctest: +SKIP
-"""
+"""Curves and scores: training curves, per-class score bars, the confusion matrix."""
 
 from __future__ import annotations
 
@@ -24,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from unet_lib.viz.figures import _finish
+from unet_lib.viz.figures import finish, grid
 
 __all__ = ["plot_confusion_matrix", "plot_history", "plot_per_class"]
 
@@ -63,90 +51,71 @@ def _read_history(history) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
 
 
 def plot_history(history, *, metrics=None, log_loss: bool = False, ncols: int = 3, save=None):
-    """Training curves: one panel per metric with its train and validation lines.
+    """Training curves: one panel per metric (``ncols`` per row), train and validation lines,
+    epochs counted from 1, the best validation loss marked.
 
-    Args:
-        history: a dict ``name -> list`` (``History.history``), a keras ``History`` or the
-            path of a ``CSVLogger`` file (columns ``epoch, loss, val_loss, dice, ...``).
-        metrics: metric names to plot (``"val_"`` prefixes are dropped); default every
-            metric, ``loss`` first.
-        log_loss: log scale for panels whose name contains ``loss`` (positive values only).
-        ncols: panels per row.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (one axes per metric). Epochs are counted from 1; the best validation
-        loss is marked.
-
-    Example:
-        >>> fig = plot_history("runs/exp1/history.csv", metrics=["loss", "dice"], log_loss=True)
+    ``history``: a dict ``name -> list``, a keras ``History`` or a ``CSVLogger`` file's path.
+    ``metrics``: names to plot (``val_`` prefixes dropped), default all, ``loss`` first.
+    ``log_loss``: log scale for the ``loss`` panels (positive values only).
     """
     columns, epochs = _read_history(history)
-    names: list[str] = []
-    for key in columns:
-        base = key[4:] if key.startswith("val_") else key
-        if base not in names:
-            names.append(base)
+    names = _metric_names(columns, metrics)
+    ncols = max(1, min(int(ncols), len(names)))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = grid(nrows, ncols, (4.0 * ncols, 3.0 * nrows))
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        _plot_metric(ax, name, columns, epochs, log_loss)
+    for ax in axes.ravel()[len(names) :]:
+        fig.delaxes(ax)
+    return finish(fig, save)
+
+
+def _metric_names(columns, metrics) -> list[str]:
+    """Metric names without ``val_`` prefixes, ``loss`` first; ``metrics`` picks some."""
+    names = list(dict.fromkeys(key.removeprefix("val_") for key in columns))
     if "loss" in names:
         names.remove("loss")
         names.insert(0, "loss")
     if metrics is not None:
         wanted = [metrics] if isinstance(metrics, str) else list(metrics)
-        wanted = [m[4:] if m.startswith("val_") else m for m in wanted]
+        wanted = [m.removeprefix("val_") for m in wanted]
         missing = [m for m in wanted if m not in names]
         if missing:
             raise ValueError(f"history has no metric {missing}; available: {names}.")
         names = wanted
     if not names:
         raise ValueError("history holds no metric to plot.")
-    ncols = max(1, min(int(ncols), len(names)))
-    nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False, layout="constrained"
-    )
-    flat = axes.ravel()
-    for ax, name in zip(flat, names, strict=False):
-        for key, label, style in ((name, "train", "-"), (f"val_{name}", "val", "--")):
-            if key not in columns:
-                continue
-            y = columns[key]
-            x = epochs[: y.size] if epochs is not None else np.arange(1, y.size + 1)
-            marker = "o" if y.size <= 30 else None
-            ax.plot(x, y, style, marker=marker, markersize=3, label=label)
-            if label == "val" and "loss" in name and np.isfinite(y).any():
-                best = int(np.nanargmin(y))
-                ax.plot(x[best], y[best], "*", color="k", markersize=9, label="best val")
-        if log_loss and "loss" in name:
-            values = np.concatenate([columns[k] for k in (name, f"val_{name}") if k in columns])
-            if np.all(values[np.isfinite(values)] > 0):
-                ax.set_yscale("log")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in flat[len(names) :]:
-        fig.delaxes(ax)
-    return _finish(fig, save)
+    return names
+
+
+def _plot_metric(ax, name: str, columns: dict, epochs, log_loss: bool) -> None:
+    """One panel: the train and validation curves of ``name``, the best validation loss."""
+    for key, label, style in ((name, "train", "-"), (f"val_{name}", "val", "--")):
+        if key not in columns:
+            continue
+        y = columns[key]
+        x = epochs[: y.size] if epochs is not None else np.arange(1, y.size + 1)
+        marker = "o" if y.size <= 30 else None
+        ax.plot(x, y, style, marker=marker, markersize=3, label=label)
+        if label == "val" and "loss" in name and np.isfinite(y).any():
+            best = int(np.nanargmin(y))
+            ax.plot(x[best], y[best], "*", color="k", markersize=9, label="best val")
+    if log_loss and "loss" in name:
+        values = np.concatenate([columns[k] for k in (name, f"val_{name}") if k in columns])
+        if np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def plot_per_class(per_class, *, metrics=("dice", "iou"), title=None, save=None):
-    """Grouped bar chart of per-class scores; undefined (NaN) scores are shown as ``n/a``.
+    """Grouped bar chart of per-class scores, one bar per class and metric in ``metrics``.
 
-    Args:
-        per_class: a dict ``class name -> {"dice": ..., "iou": ..., ...}`` (a missing metric
-            counts as NaN).
-        metrics: the metrics to show, one bar per class and metric.
-        title: optional axes title.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (one axes). NaN (class absent from truth and prediction) gets no bar, an
-        ``n/a`` mark and a note below the chart.
-
-    Example:
-        >>> fig = plot_per_class({"background": {"dice": 0.98, "iou": 0.96},
-        ...                       "nucleus": {"dice": 0.81, "iou": 0.68}})
+    ``per_class`` maps class names to ``{"dice": ..., "iou": ...}`` (a missing metric is NaN).
+    An undefined (NaN) score gets no bar but an ``n/a`` mark and a note below the chart.
     """
     if not isinstance(per_class, Mapping) or not per_class:
         raise ValueError("per_class must be a non-empty dict: class name -> {metric: value}.")
@@ -154,14 +123,10 @@ def plot_per_class(per_class, *, metrics=("dice", "iou"), title=None, save=None)
     if not metrics:
         raise ValueError("metrics is empty: name at least one metric, e.g. ('dice',).")
     names = [str(k) for k in per_class]
-    values = np.array(
-        [[float(dict(v).get(m, math.nan)) for m in metrics] for v in per_class.values()],
-        np.float64,
-    )
-    fig, ax = plt.subplots(
-        figsize=(max(4.0, 1.0 + 0.5 * len(names) * len(metrics) + 0.4 * len(names)), 3.6),
-        layout="constrained",
-    )
+    rows = [[float(dict(v).get(m, math.nan)) for m in metrics] for v in per_class.values()]
+    values = np.array(rows, np.float64)
+    wide = max(4.0, 1.0 + 0.5 * len(names) * len(metrics) + 0.4 * len(names))
+    fig, ax = plt.subplots(figsize=(wide, 3.6), layout="constrained")
     width = 0.8 / len(metrics)
     x = np.arange(len(names))
     top = max(1.0, float(np.nanmax(values)) if np.isfinite(values).any() else 1.0)
@@ -177,40 +142,25 @@ def plot_per_class(per_class, *, metrics=("dice", "iou"), title=None, save=None)
     if not np.isfinite(values).all():
         note = "n/a: undefined score (NaN): class absent from truth and prediction"
         ax.set_xlabel(note, fontsize=7)
-    ax.set_xticks(
-        x, names, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center"
-    )
+    tilt = len(names) > 6
+    ax.set_xticks(x, names, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylim(0, 1.1 * top)
     ax.set_ylabel("score")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     if title:
         ax.set_title(title)
-    return _finish(fig, save)
+    return finish(fig, save)
 
 
 def plot_confusion_matrix(
     matrix, class_names=None, *, normalize: bool = True, cmap="Blues", save=None
 ):
-    """Confusion matrix heat map (rows: truth, columns: prediction).
+    """Heat map of ``(K, K)`` counts, ``matrix[t, p]`` = pixels of truth ``t`` predicted ``p``,
+    with a colour bar; cells annotated when ``K <= 20``; ``class_names`` default ``0 .. K-1``.
 
-    ``normalize=True`` divides each row by its sum (each cell is the fraction of the truth
-    class predicted as the column class; the diagonal is the recall); empty rows are ``NaN``
-    and drawn blank.
-
-    Args:
-        matrix: ``(K, K)`` counts, ``matrix[t, p]`` = pixels of truth ``t`` predicted ``p``.
-        class_names: ``K`` names (default ``0 .. K-1``).
-        normalize: row-normalise.
-        cmap: Matplotlib colour map.
-        save: optional path to write the figure to.
-
-    Returns:
-        The Figure (two axes: the matrix and its colour bar). Cells are annotated when
-        ``K <= 20``.
-
-    Example:
-        >>> fig = plot_confusion_matrix([[50, 2], [5, 43]], ["background", "cell"])
+    ``normalize=True`` divides each row by its sum (the diagonal is then the recall); empty
+    rows are NaN and drawn blank.
     """
     m = np.asarray(matrix, np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
@@ -228,21 +178,19 @@ def plot_confusion_matrix(
     vmax = 1.0 if normalize else (float(np.nanmax(m)) if np.isfinite(m).any() else 1.0)
     im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0.0, vmax=vmax)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    if k <= 20:
-        for t in range(k):
-            for p in range(k):
-                v = m[t, p]
-                if not np.isfinite(v):
-                    text = "-"
-                elif normalize:
-                    text = f"{v:.2f}"
-                else:
-                    text = f"{int(v)}" if v == round(v) and abs(v) < 1e7 else f"{v:.3g}"
-                color = "white" if np.isfinite(v) and v > 0.6 * vmax else "black"
-                ax.text(p, t, text, ha="center", va="center", fontsize=8, color=color)
+    for t, p in np.ndindex(k, k) if k <= 20 else ():  # annotated cells
+        v = m[t, p]
+        if not np.isfinite(v):
+            text = "-"
+        elif normalize:
+            text = f"{v:.2f}"
+        else:
+            text = f"{int(v)}" if v == round(v) and abs(v) < 1e7 else f"{v:.3g}"
+        color = "white" if np.isfinite(v) and v > 0.6 * vmax else "black"
+        ax.text(p, t, text, ha="center", va="center", fontsize=8, color=color)
     ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("prediction")
     ax.set_ylabel("truth")
     ax.set_title("confusion matrix" + (" (rows normalised)" if normalize else " (pixels)"))
-    return _finish(fig, save)
+    return finish(fig, save)

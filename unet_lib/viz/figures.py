@@ -1,13 +1,5 @@
-"""Saving figures atomically: the plumbing shared by the plot modules.
-
-Every ``plot_*`` function of :mod:`unet_lib.viz.samples` and :mod:`unet_lib.viz.charts` takes
-``save=None``: a path where the figure is written atomically with :func:`save_figure`
-(through :func:`unet_lib.fileio.atomic_path`: a temporary file in the same folder, then
-``os.replace``) at ``SAVE_DPI`` dots per inch; the format follows the suffix. Matplotlib
-figures only; no TensorFlow, no Keras.
-
-Example:
-    >>> save_figure(fig, "figures/history.png")  # doctest: +SKIP
+"""Plumbing shared by the plot modules: the figure grid and atomic saving. Every ``plot_*``
+function returns its Matplotlib ``Figure`` and takes ``save=None``, a path to write it to.
 """
 
 from __future__ import annotations
@@ -23,22 +15,8 @@ SAVE_DPI = 100
 
 
 def save_figure(fig, path, *, dpi: int = SAVE_DPI) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
-
-    The temporary file comes from :func:`unet_lib.fileio.atomic_path`; it is removed when
-    saving fails, so a failed save leaves neither a half-written figure nor a stray file.
-
-    Args:
-        fig: a Matplotlib figure.
-        path: destination; the suffix picks the format (``.png`` when there is none). Missing
-            parent folders are created.
-        dpi: resolution.
-
-    Returns:
-        The destination path.
-
-    Example:
-        >>> save_figure(fig, "figures/history.png")
+    """Write ``fig`` to ``path`` atomically (a temporary file in the folder, then a rename);
+    the suffix picks the format (``.png`` when there is none). Returns the path.
     """
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
@@ -47,7 +25,15 @@ def save_figure(fig, path, *, dpi: int = SAVE_DPI) -> Path:
     return path
 
 
-def _finish(fig, save):
+def grid(rows: int, cols: int, figsize):
+    """``(figure, axes)``: a ``rows x cols`` pyplot grid, axes always 2-D, constrained layout."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, cols, figsize=figsize, squeeze=False, layout="constrained")
+
+
+def finish(fig, save):
+    """Return ``fig``, saved first with :func:`save_figure` when ``save`` is a path."""
     if save is not None:
         save_figure(fig, save)
     return fig

@@ -1,16 +1,6 @@
-"""Label maps as pictures: the class colour palette, colour-coded label maps and overlays.
-
-:func:`label_colors` gives one fixed colour per class (background black, then the
-colour-blind friendly Okabe-Ito palette); :func:`overlay` draws a label map over an image,
-tinted or outlined. Inputs follow the tensor conventions of ARCHITECTURE.md: images
-``(H, W, C)`` float in ``[0, 1]`` (``(H, W)`` grey and ``uint8`` also accepted), label maps
-``(H, W)`` or ``(H, W, 1)`` integers ``0 .. K-1`` with ignored pixels ``-1`` (every negative
-value is drawn as ignored). The figures of :mod:`unet_lib.viz.samples` are built from these.
-
-This module imports numpy and OpenCV only (no Matplotlib, no TensorFlow, no Keras).
-
-Example:
-    >>> rgb = overlay(image, mask, mode="outline")  # doctest: +SKIP
+"""Label maps as pictures: the class palette, colour-coded label maps, overlays (NumPy and
+OpenCV only, so inference draws its overlays with it too). Label maps are ``(H, W)`` or
+``(H, W, 1)`` integers, ignored pixels ``< 0``.
 """
 
 from __future__ import annotations
@@ -27,47 +17,21 @@ IGNORE_COLOR = (128, 128, 128)
 #: Colour of the truth outline in prediction-vs-truth overlays.
 TRUTH_OUTLINE_COLOR = (255, 255, 255)
 
-# Class 0 (background) black, then the Okabe-Ito palette (black left out) and Paul Tol's
-# "muted" scheme; further classes get golden-ratio spaced hues.
+# Class 0 (background) black, the Okabe-Ito palette (orange, sky blue, bluish green,
+# vermillion, blue, reddish purple, yellow), then Paul Tol's "muted" scheme.
 _PALETTE = (
-    (0, 0, 0),
-    (230, 159, 0),  # orange
-    (86, 180, 233),  # sky blue
-    (0, 158, 115),  # bluish green
-    (213, 94, 0),  # vermillion
-    (0, 114, 178),  # blue
-    (204, 121, 167),  # reddish purple
-    (240, 228, 66),  # yellow
-    (204, 102, 119),  # rose
-    (51, 34, 136),  # indigo
-    (221, 204, 119),  # sand
-    (17, 119, 51),  # green
-    (136, 204, 238),  # cyan
-    (68, 170, 153),  # teal
-    (153, 153, 51),  # olive
-    (136, 34, 85),  # wine
-    (170, 68, 153),  # purple
-)
-_OVERLAY_MODES = ("tint", "outline")
+    (0, 0, 0), (230, 159, 0), (86, 180, 233), (0, 158, 115), (213, 94, 0), (0, 114, 178),
+    (204, 121, 167), (240, 228, 66), (204, 102, 119), (51, 34, 136), (221, 204, 119),
+    (17, 119, 51), (136, 204, 238), (68, 170, 153), (153, 153, 51), (136, 34, 85), (170, 68, 153),
+)  # fmt: skip
+#: The ways :func:`overlay` draws a label map.
+OVERLAY_MODES = ("tint", "outline")
 
 
 def label_colors(num_label_classes: int) -> np.ndarray:
-    """A fixed colour-blind-friendly palette: one RGB colour per label class.
-
-    Class 0 (background) is black (left untouched by :func:`overlay`); classes 1-7 follow the
-    Okabe-Ito palette (orange, sky blue, bluish green, vermillion, blue, reddish purple,
-    yellow), then Paul Tol's muted scheme, then golden-ratio spaced hues.
-
-    Args:
-        num_label_classes: the number of label classes ``K`` (``2`` for a binary model).
-
-    Returns:
-        ``(K, 3)`` uint8 array.
-
-    Example:
-        >>> label_colors(2)
-        array([[  0,   0,   0],
-               [230, 159,   0]], dtype=uint8)
+    """A fixed colour-blind-friendly palette: ``(K, 3)`` uint8, one RGB colour per label class
+    (``K = 2`` for a binary model): class 0 (background) black, classes 1-7 the Okabe-Ito
+    palette, then Paul Tol's muted scheme, then golden-ratio spaced hues.
     """
     if isinstance(num_label_classes, bool) or not isinstance(num_label_classes, int | np.integer):
         raise ValueError(f"num_label_classes must be an int, got {num_label_classes!r}.")
@@ -75,18 +39,15 @@ def label_colors(num_label_classes: int) -> np.ndarray:
         raise ValueError(f"num_label_classes must be >= 0, got {num_label_classes}.")
     colors = list(_PALETTE[:num_label_classes])
     for i in range(len(colors), num_label_classes):
-        hue = (0.11 + i * 0.618033988749895) % 1.0
-        rgb = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
+        rgb = colorsys.hsv_to_rgb((0.11 + i * 0.618033988749895) % 1.0, 0.65, 0.9)
         colors.append(tuple(round(255 * v) for v in rgb))
     return np.asarray(colors, np.uint8).reshape(num_label_classes, 3)
 
 
-def _to_rgb(image, name: str = "image") -> np.ndarray:
-    """Display version of an image: ``(H, W, 3)`` uint8.
-
-    ``(H, W)`` / ``(H, W, 1)`` grey -> grey RGB; 2 channels -> ``(c0, c1, 0)``; 3 or more ->
-    the first three. Floats are clipped to ``[0, 1]`` (min-max rescaled when they leave that
-    range, e.g. standardised images); unsigned integers are scaled by their dtype's maximum.
+def to_rgb(image, name: str = "image") -> np.ndarray:
+    """Display version of an image, ``(H, W, 3)`` uint8: grey -> grey RGB, 2 channels ->
+    ``(c0, c1, 0)``, more -> the first three. Floats are clipped to ``[0, 1]`` (min-max
+    rescaled when they leave it); unsigned integers are scaled by their dtype's maximum.
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -107,13 +68,12 @@ def _to_rgb(image, name: str = "image") -> np.ndarray:
         out = np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)
     if out.ndim == 2:
         return np.repeat(out[..., None], 3, axis=-1)
-    c = out.shape[-1]
-    if c == 2:
+    if out.shape[-1] == 2:
         return np.concatenate([out, np.zeros_like(out[..., :1])], axis=-1)
     return np.ascontiguousarray(out[..., :3])
 
 
-def _to_labels(labels, name: str = "labels") -> np.ndarray:
+def to_labels(labels, name: str = "labels") -> np.ndarray:
     """``(H, W)`` int32 label map from ``(H, W)`` / ``(H, W, 1)`` integers."""
     arr = np.asarray(labels)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -130,7 +90,7 @@ def _to_labels(labels, name: str = "labels") -> np.ndarray:
     raise ValueError(f"{name} must hold integer class indices, got non-integer {arr.dtype}.")
 
 
-def _prediction_labels(pred, name: str = "prediction") -> np.ndarray:
+def prediction_labels(pred, name: str = "prediction") -> np.ndarray:
     """Label map from a label map or probabilities (``(H, W, K)`` argmax, binary > 0.5)."""
     arr = np.asarray(pred)
     if arr.ndim == 3 and arr.shape[-1] > 1:
@@ -139,10 +99,11 @@ def _prediction_labels(pred, name: str = "prediction") -> np.ndarray:
         arr = arr[..., 0]
     if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
         return (arr > 0.5).astype(np.int32)
-    return _to_labels(arr, name)
+    return to_labels(arr, name)
 
 
-def _palette(labels_list, colors) -> np.ndarray:
+def palette_for(labels_list, colors=None) -> np.ndarray:
+    """``(K, 3)`` uint8 colours for every class in ``labels_list``: ``colors``, or the default."""
     top = max((int(lab.max()) for lab in labels_list if lab.size), default=0)
     if colors is None:
         return label_colors(max(top + 1, 2))
@@ -159,99 +120,68 @@ def _palette(labels_list, colors) -> np.ndarray:
     return np.clip(np.round(pal), 0, 255).astype(np.uint8)
 
 
-def _colorize(labels: np.ndarray, pal: np.ndarray) -> np.ndarray:
+def colorize(labels: np.ndarray, pal: np.ndarray) -> np.ndarray:
     """RGB picture of a label map: class colours, ignored pixels ``IGNORE_COLOR``."""
     out = pal[np.clip(labels, 0, None)]
     out[labels < 0] = IGNORE_COLOR
     return out
 
 
-def _boundary(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
-    """Inner boundary of a boolean region: its pixels with an 8-neighbour outside it."""
-    m = mask.astype(np.uint8)
-    inner = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=thickness)
-    return (m > 0) & (inner == 0)
-
-
 def _draw_outline(out, labels, pal, color=None, thickness: int = 1) -> None:
-    """Outline every class >= 1 in place, in its class colour (or one ``color``)."""
-    for c in np.unique(labels):
-        if c < 1:
-            continue
-        edge = _boundary(labels == c, thickness)
-        out[edge] = pal[c] if color is None else color
+    """Paint each class >= 1's inner boundary in place, in its class colour (or ``color``)."""
+    for c in np.unique(labels[labels >= 1]):
+        region = (labels == c).astype(np.uint8)
+        inner = cv2.erode(region, np.ones((3, 3), np.uint8), iterations=thickness)
+        out[(region > 0) & (inner == 0)] = pal[c] if color is None else color
 
 
-def _tint(out, base, labels, pal, alpha, ignore_color) -> None:
-    fg = labels >= 1
-    mixed = (1 - alpha) * base[fg] + alpha * pal[labels[fg]].astype(np.float32)
-    out[fg] = np.round(mixed).astype(np.uint8)
-    if ignore_color is not None:
-        ign = labels < 0
-        mixed = (1 - alpha) * base[ign] + alpha * np.asarray(ignore_color, np.float32)
-        out[ign] = np.round(mixed).astype(np.uint8)
+def _tint(out, base, where, color, alpha: float) -> None:
+    """``out = (1 - alpha) * base + alpha * color`` where ``where``, in place."""
+    mixed = (1 - alpha) * base[where] + alpha * np.asarray(color, np.float32)
+    out[where] = np.round(mixed).astype(np.uint8)
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float in ``[0, 1]``, else a ValueError."""
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
     return float(alpha)
 
 
 def overlay(
-    image,
-    labels,
-    *,
-    mode: str = "tint",
-    alpha: float = 0.45,
-    colors=None,
-    ignore_color=IGNORE_COLOR,
-    thickness: int = 1,
-) -> np.ndarray:
-    """Draw a label map over an image.
+    image, labels, *, mode: str = "tint", alpha: float = 0.45, colors=None,
+    ignore_color=IGNORE_COLOR, thickness: int = 1,
+) -> np.ndarray:  # fmt: skip
+    """Draw a label map over an image (``(H, W[, C])``, float in ``[0, 1]`` or uint8); returns
+    ``(H, W, 3)`` uint8 RGB.
 
     ``"tint"`` mixes each labelled pixel with its class colour,
-    ``out = (1 - alpha) * image + alpha * color``; ``"outline"`` paints the inner boundary of
-    each class region (pixels with an 8-neighbour of another label, ``thickness`` pixels
-    wide) in the opaque class colour. Background (class 0) pixels keep the image unchanged
-    (grey images stay grey); ignored pixels (``< 0``) are tinted with ``ignore_color``
-    (``None`` leaves them) in tint mode and left unchanged in outline mode.
-
-    Args:
-        image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, C)`` image, float in ``[0, 1]`` or uint8.
-        labels: ``(H, W)`` or ``(H, W, 1)`` integer label map.
-        mode: ``"tint"`` or ``"outline"``.
-        alpha: tint opacity in ``[0, 1]``.
-        colors: ``(K, 3)`` RGB per class (uint8, or floats in ``[0, 1]``); default
-            :func:`label_colors`.
-        ignore_color: RGB for ignored pixels in tint mode, or ``None``.
-        thickness: outline width in pixels.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB.
-
-    Example:
-        >>> rgb = overlay(image, mask, mode="outline")
-        >>> rgb.shape, rgb.dtype
-        ((64, 64, 3), dtype('uint8'))
+    ``out = (1 - alpha) * image + alpha * color``, and ignored pixels (``< 0``) with
+    ``ignore_color`` (``None`` leaves them); ``"outline"`` paints the inner boundary of each
+    class region, ``thickness`` pixels wide, in the opaque class colour. Background (class 0)
+    keeps the image. ``colors``: ``(K, 3)`` RGB per class (uint8, or floats in ``[0, 1]``),
+    default :func:`label_colors`.
     """
-    if mode not in _OVERLAY_MODES:
-        raise ValueError(f"mode must be one of {_OVERLAY_MODES}, got {mode!r}.")
-    alpha = _check_alpha(alpha)
-    base = _to_rgb(image)
-    lab = _to_labels(labels)
+    if mode not in OVERLAY_MODES:
+        raise ValueError(f"mode must be one of {OVERLAY_MODES}, got {mode!r}.")
+    alpha = check_alpha(alpha)
+    base = to_rgb(image)
+    lab = to_labels(labels)
     if lab.shape != base.shape[:2]:
         raise ValueError(f"labels shape {lab.shape} does not match image shape {base.shape[:2]}.")
-    pal = _palette([lab], colors)
+    pal = palette_for([lab], colors)
     out = base.copy()
     if mode == "tint":
-        _tint(out, base.astype(np.float32), lab, pal, alpha, ignore_color)
+        fg, base32 = lab >= 1, base.astype(np.float32)
+        _tint(out, base32, fg, pal[lab[fg]], alpha)
+        if ignore_color is not None:
+            _tint(out, base32, lab < 0, ignore_color, alpha)
     else:
         _draw_outline(out, lab, pal, thickness=thickness)
     return out
 
 
-def _compare(image, truth, pred, pal, mode, alpha) -> np.ndarray:
+def compare(image, truth, pred, pal, mode: str = "tint", alpha: float = 0.45) -> np.ndarray:
     """Prediction drawn with ``mode``, truth outlined in ``TRUTH_OUTLINE_COLOR`` on top."""
     out = overlay(image, pred, mode=mode, alpha=alpha, colors=pal)
     _draw_outline(out, truth, pal, color=TRUTH_OUTLINE_COLOR)
