@@ -46,8 +46,10 @@ def train_flags() -> dict:
             kind, metavar = _TYPES.get(f.type.split(" ")[0], (str, "TEXT"))
             kwargs["type"] = kind
             kwargs.setdefault("metavar", None if "choices" in kwargs else metavar)
-        help = f"{'switch off ' if flag.startswith('--no-') else ''}{meta['help']}"
-        flags[flag] = dict(kwargs, help=f"{help} (default: {_default(f)})".replace("%", "%%"))
+        off = flag.startswith("--no-")  # its help names the option only, its default "on"
+        help = f"switch off {meta['help'].split(' (')[0]}" if off else meta["help"]
+        default = _default(f).replace("True", "on")
+        flags[flag] = dict(kwargs, help=f"{help} (default: {default})".replace("%", "%%"))
     return {**flags, **_RUN_FLAGS}
 
 
