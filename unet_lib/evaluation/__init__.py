@@ -11,10 +11,8 @@ from .randerror import adapted_rand, cell_segments, rand_error, segment_overlaps
 from .report import format_report, per_image_table, save_json, to_jsonable
 from .scoring import BACKGROUND, Scorer, foreground_classes, score_label_maps
 
-__all__ = [
-    "THRESHOLDS", "cell_fscore", "challenge_scores", "rand_pair_counts",
-    "evaluate", "evaluate_folder",
-    "adapted_rand", "cell_segments", "rand_error", "segment_overlaps",
-    "format_report", "per_image_table", "save_json", "to_jsonable",
-    "BACKGROUND", "Scorer", "foreground_classes", "score_label_maps",
-]  # fmt: skip
+__all__ = ["THRESHOLDS", "cell_fscore", "challenge_scores", "rand_pair_counts"]
+__all__ += ["evaluate", "evaluate_folder"]
+__all__ += ["adapted_rand", "cell_segments", "rand_error", "segment_overlaps"]
+__all__ += ["format_report", "per_image_table", "save_json", "to_jsonable"]
+__all__ += ["BACKGROUND", "Scorer", "foreground_classes", "score_label_maps"]

@@ -20,6 +20,7 @@ Example:
 """
 
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -56,11 +57,9 @@ def _pairs(counts: np.ndarray) -> float:
 
 
 def rand_pair_counts(truth_segments: np.ndarray, pred_segments: np.ndarray):
-    """Pixel-pair counts of the foreground-restricted Rand index (Fiji's ``RandError``).
+    """The Rand pair counts ``(tp, sum_i C(a_i), sum_j C(b_j))`` of the module docstring.
 
-    Segment ids as in :func:`.randerror.segment_overlaps`. Returns ``(tp, true_pairs,
-    predicted_pairs)``: the pairs of scored pixels sharing one true and one predicted
-    segment, one true segment, one predicted segment.
+    Segment ids as in :func:`.randerror.segment_overlaps`; Fiji's ``RandError`` counts these.
 
     Example:
         >>> rand_pair_counts(np.array([1, 1, 2, 2]), np.array([1, 1, 1, 1]))  # one merge
@@ -73,26 +72,16 @@ def rand_pair_counts(truth_segments: np.ndarray, pred_segments: np.ndarray):
 def _threshold_row(t: float, probs, valid, truth_cells, segments) -> dict:
     """The pixel and Rand scores of the cells ``1 - p > t`` against the true cells."""
     cells = [(1.0 - p) > t for p in probs]
-    f, precision, recall = cell_fscore(
-        truth_cells, np.concatenate([c.ravel() for c in cells])[valid]
-    )
+    pred_cells = np.concatenate([c.ravel() for c in cells])[valid]
+    f, precision, recall = cell_fscore(truth_cells, pred_cells)
     pairs = [rand_pair_counts(s, cell_segments(~c)) for s, c in zip(segments, cells, strict=True)]
-    tp, true_pairs, predicted_pairs = np.sum(pairs, axis=0)
-    return {
-        "threshold": float(t),
-        "cell_fscore": f,
-        "cell_precision": precision,
-        "cell_recall": recall,
-        "rand_fscore": _fscore(tp, predicted_pairs, true_pairs)[0],
-    }
+    tp, true_pairs, pred_pairs = np.sum(pairs, axis=0)
+    cell = {"cell_fscore": f, "cell_precision": precision, "cell_recall": recall}
+    return {"threshold": float(t), **cell, "rand_fscore": _fscore(tp, pred_pairs, true_pairs)[0]}
 
 
 def challenge_scores(
-    truths: Sequence[np.ndarray],
-    membrane_probabilities: Sequence[np.ndarray],
-    *,
-    thresholds: Sequence[float] = THRESHOLDS,
-    membrane: int = 1,
+    truths, membrane_probabilities, *, thresholds: Sequence[float] = THRESHOLDS, membrane: int = 1
 ) -> dict:
     """The ISBI 2012 challenge's pixel and Rand errors of a stack of probability maps.
 
@@ -128,12 +117,8 @@ def challenge_scores(
     truth_cells = np.concatenate([(t != membrane).ravel() for t in truths])[valid]
     segments = [cell_segments(t == membrane, t != IGNORE_LABEL) for t in truths]
     rows = [_threshold_row(t, probs, valid, truth_cells, segments) for t in thresholds]
-    best_pixel = max(rows, key=lambda r: r["cell_fscore"])
-    best_rand = max(rows, key=lambda r: r["rand_fscore"])
-    return {
-        "pixel_error": 1.0 - best_pixel["cell_fscore"],
-        "pixel_threshold": best_pixel["threshold"],
-        "rand_error": 1.0 - best_rand["rand_fscore"],
-        "rand_threshold": best_rand["threshold"],
-        "per_threshold": rows,
-    }
+    result = {}
+    for name, key in (("pixel", "cell_fscore"), ("rand", "rand_fscore")):
+        best = max(rows, key=itemgetter(key))
+        result.update({f"{name}_error": 1.0 - best[key], f"{name}_threshold": best["threshold"]})
+    return {**result, "per_threshold": rows}

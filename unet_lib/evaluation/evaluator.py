@@ -1,7 +1,7 @@
 """Evaluation: score a model, or another tool's predicted masks, on a dataset folder.
 
 One :class:`.scoring.Scorer` serves both, so they compare on equal terms (like nnU-Net's
-``evaluate_folder``). The report functions are re-exported here (the CLI and notebook use them).
+``evaluate_folder``).
 
 Example:
     >>> result = evaluate(model, "data/generated/binary_v1")  # doctest: +SKIP
@@ -17,10 +17,9 @@ import numpy as np
 
 from unet_lib import IGNORE_LABEL
 from unet_lib.data import DatasetError, LoadedDataset, list_images, load_dataset, read_mask
-from unet_lib.evaluation.report import format_report, per_image_table, save_json
 from unet_lib.evaluation.scoring import Scorer
 
-__all__ = ["evaluate", "evaluate_folder", "format_report", "per_image_table", "save_json"]
+__all__ = ["evaluate", "evaluate_folder"]
 
 
 def _stem_list(stems: Sequence[str], show: int = 10) -> str:
@@ -52,12 +51,10 @@ def _select(dataset: LoadedDataset, stems) -> LoadedDataset:
     if isinstance(stems, str):
         raise TypeError(f"stems must be a list of stems, got the string {stems!r}.")
     stems = [str(s) for s in stems]
-    repeated = [s for s, count in Counter(stems).items() if count > 1]
-    if repeated:
+    if repeated := [s for s, count in Counter(stems).items() if count > 1]:
         raise ValueError(f"stems repeated: {_stem_list(repeated)}.")
     known = set(dataset.stems)
-    unknown = [s for s in stems if s not in known]
-    if unknown:
+    if unknown := [s for s in stems if s not in known]:
         raise ValueError(
             f"stems not in the dataset: {_stem_list(unknown)}; its stems look like "
             f"{_stem_list(dataset.stems[:3])}."
@@ -67,8 +64,12 @@ def _select(dataset: LoadedDataset, stems) -> LoadedDataset:
     return dataset.select(stems)
 
 
-def _prediction_files(pred_dir: Path, dataset: LoadedDataset, all_stems: list[str]) -> dict:
-    """The prediction file of each selected image; one DatasetError lists every problem."""
+def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
+    """Yields ``(stem, label map)`` per image, read from ``pred_dir`` with the dataset's mapping.
+
+    Missing, extra and duplicate predictions are listed together in one DatasetError.
+    """
+    pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DatasetError(
             f"{pred_dir}: predictions folder not found; give the folder holding one mask per "
@@ -78,28 +79,19 @@ def _prediction_files(pred_dir: Path, dataset: LoadedDataset, all_stems: list[st
     for folder in (pred_dir, pred_dir / "masks"):  # masks/: a dataset-shaped output folder
         if not files and folder.is_dir():
             files = list_images(folder, problems)[0]
-    missing = [s for s in dataset.stems if s not in files]
-    known = set(all_stems)  # predict_folder(..., overlay=True) adds <stem>_overlay.png
-    overlays = {f"{s}_overlay" for s in files}
-    extra = [s for s in files if s not in known and s not in overlays]
-    if missing:
+    if missing := [s for s in dataset.stems if s not in files]:
         problems.append(
             f"no prediction for {len(missing)} image(s): {_stem_list(missing)}; save "
             f"{pred_dir}/<stem>.png for each (or pass stems=[...] / --stems to score a subset)"
         )
-    if extra:
+    allowed = set(all_stems) | {f"{s}_overlay" for s in files}  # predict_folder(overlay=True)
+    if extra := [s for s in files if s not in allowed]:
         problems.append(
             f"{len(extra)} prediction(s) match no image of the dataset: {_stem_list(extra)}; "
             "name each prediction like its image's mask, or remove them"
         )
     if problems:
         raise DatasetError(problems, header=f"predictions {pred_dir}: {len(problems)} problem(s):")
-    return files
-
-
-def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
-    """Yields ``(stem, label map)`` per image, read from ``pred_dir`` with the dataset's mapping."""
-    files = _prediction_files(Path(pred_dir), dataset, all_stems)
     mapping = dataset.mapping
     for stem, truth in zip(dataset.stems, dataset.masks, strict=True):
         path = files[stem]
@@ -109,8 +101,7 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
                 f"{path}: size {labels.shape[0]}x{labels.shape[1]} (HxW) differs from the mask "
                 f"{truth.shape[0]}x{truth.shape[1]}; save predictions at the image's size"
             )
-        stray = np.count_nonzero((labels == IGNORE_LABEL) & (truth != IGNORE_LABEL))
-        if stray:
+        if stray := np.count_nonzero((labels == IGNORE_LABEL) & (truth != IGNORE_LABEL)):
             raise DatasetError(
                 f"{path}: holds the ignore value {mapping.ignore_value} at {stray} labelled "
                 "pixel(s); a prediction must give a class to every pixel"
@@ -126,8 +117,7 @@ def _given_predictions(predictions, dataset: LoadedDataset, all_stems: list[str]
         raise TypeError(
             f"predictions must be a folder or a dict stem -> label map, got {type(predictions)}."
         )
-    missing = [s for s in dataset.stems if s not in predictions]
-    if missing:
+    if missing := [s for s in dataset.stems if s not in predictions]:
         raise ValueError(f"predictions has no label map for: {_stem_list(missing)}.")
     return ((s, np.asarray(predictions[s])) for s in dataset.stems), "in memory"
 
@@ -190,16 +180,12 @@ def evaluate(model, data, *, labels=None, channels: int | None = None, tta=False
         verbose: 1 prints one line per image.
 
     Returns:
-        The dict of :func:`.scoring.score_label_maps` (its formulas and keys; NaN where
-        undefined, ``null`` in :func:`save_json`) and ``"settings": {"data", "predictions",
-        "tta", "tile_size", "overlap", "threshold"}``.
+        The dict of :func:`.scoring.score_label_maps` (formulas, keys, NaN) and ``"settings":
+        {"data", "predictions", "tta", "tile_size", "overlap", "threshold"}``.
 
     Raises:
         ValueError: bad arguments, a model that does not fit the data, unknown stems.
         DatasetError: dataset problems, missing / extra / malformed predictions.
-
-    Example:
-        >>> evaluate(model, "data/isbi", tta=True)["rand_error"]  # doctest: +SKIP
     """
     _check_arguments(model, predictions, tta, tile_size, batch_size, verbose)
     if model is not None and channels is None:  # as inference.predict_folder: 1, 3 or as stored
@@ -233,9 +219,7 @@ def evaluate_folder(
     ``predictions_dir/masks/``) in the dataset's grey encoding (``dataset.json`` or
     ``labels``); unknown grey values, missing or extra stems (unless ``stems`` limits the
     set) and sizes that differ from the masks raise a ``DatasetError``. Returns the dict of
-    :func:`evaluate`, e.g.::
-
-        >>> r = evaluate_folder("other_tool/out", "data/isbi")  # doctest: +SKIP
+    :func:`evaluate`.
     """
     return evaluate(
         None, data, labels=labels, stems=stems, predictions=predictions_dir, verbose=verbose

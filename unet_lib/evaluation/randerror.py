@@ -56,11 +56,9 @@ def segment_overlaps(truth_segments: np.ndarray, pred_segments: np.ndarray):
         if x.dtype.kind not in "uib" or (x.size and x.min() < 0):
             raise ValueError(f"{name} must hold non-negative integer segment ids.")
     scored = a.ravel() > 0
-    ta = a.ravel()[scored].astype(np.int64)
-    pb = b.ravel()[scored].astype(np.int64)
+    ta, pb = (x.ravel()[scored].astype(np.int64) for x in (a, b))
     if ta.size == 0:
-        empty = np.zeros(0, np.float64)
-        return empty, empty, empty, 0.0
+        return *(np.zeros(0, np.float64),) * 3, 0.0
     inside = pb > 0
     joint = ta[inside] * (int(pb.max()) + 1) + pb[inside]
     boundary = float(np.count_nonzero(~inside))

@@ -63,10 +63,8 @@ def _fmt(value, digits: int = 4) -> str:
 def per_image_table(result: dict) -> list[dict]:
     """One flat row per image, worst first by the image's foreground Dice (NaN last).
 
-    Returns:
-        Rows ``{"stem", "dice", "iou", "pixel_accuracy", ["rand_error"], "dice_<class>"...}``
-        (``dice`` / ``iou``: the image's foreground means); ``pandas.DataFrame(rows)`` makes
-        a table of them.
+    Rows ``{"stem", "dice", "iou", "pixel_accuracy", ["rand_error"], "dice_<class>"...}``
+    (``dice`` / ``iou``: the image's foreground means), e.g. for ``pandas.DataFrame(rows)``.
     """
     rows = []
     for record in result["per_image"]:
@@ -78,11 +76,7 @@ def per_image_table(result: dict) -> list[dict]:
 
 
 def format_report(result: dict, *, worst: int = 3) -> str:
-    """A plain-text report: per-class table, the means, the ``worst`` and best images.
-
-    Example (undefined values show as ``-``):
-        >>> print(format_report(result))  # doctest: +SKIP
-    """
+    """A plain-text report: per-class table, means, the ``worst`` and best images (``-``: NaN)."""
     names = list(result["per_class"])
     width = max(len("class"), *(len(n) for n in names))
     fg = result.get("foreground_classes", names)
@@ -114,7 +108,6 @@ def format_report(result: dict, *, worst: int = 3) -> str:
     rows = per_image_table(result)
     if worst > 0 and len(rows) > 1:
         shown = [f"{r['stem']} {_fmt(r['dice'])}" for r in rows if not math.isnan(r["dice"])]
-        k = min(worst, len(rows))
-        lines.append("  worst images: " + ", ".join(shown[:k]))
-        lines.append("  best images:  " + ", ".join(shown[::-1][:k]))
+        lines.append("  worst images: " + ", ".join(shown[:worst]))
+        lines.append("  best images:  " + ", ".join(shown[::-1][:worst]))
     return "\n".join(lines)

@@ -97,13 +97,9 @@ class Scorer:
     def _scores(self, tp, fp, fn) -> dict:
         dice = np.asarray(ops.convert_to_numpy(dice_from_counts(tp, fp, fn)), np.float64)
         iou = np.asarray(ops.convert_to_numpy(iou_from_counts(tp, fp, fn)), np.float64)
-        return {
-            "dice": dice,
-            "iou": iou,
-            "mean_dice": _mean(dice[self._fg_index]),
-            "mean_iou": _mean(iou[self._fg_index]),
-            "pixel_accuracy": float(_ratio(tp.sum(), tp.sum() + fn.sum())),
-        }
+        means = {"mean_dice": _mean(dice[self._fg_index]), "mean_iou": _mean(iou[self._fg_index])}
+        accuracy = float(_ratio(tp.sum(), tp.sum() + fn.sum()))
+        return {"dice": dice, "iou": iou, **means, "pixel_accuracy": accuracy}
 
     def add(self, stem: str, truth, prediction) -> dict:
         """Score one ``(H, W)`` truth / prediction pair; returns its ``per_image`` record."""
@@ -136,18 +132,14 @@ class Scorer:
             **{key: scores[key] for key in ("mean_dice", "mean_iou", "pixel_accuracy")},
             "pixel_error": 1.0 - scores["pixel_accuracy"],
         }
-        if len(self.class_names) == 2:
-            result["rand_error"] = _mean(r["rand_error"] for r in self.records)
-        return {
-            **result,
-            "per_image_mean_dice": _mean(r["mean_dice"] for r in self.records),
-            "per_image_mean_iou": _mean(r["mean_iou"] for r in self.records),
-            "per_class": {
-                name: {key: column[k].item() for key, column in columns.items()}
-                for k, name in enumerate(self.class_names)
-            },
-            "per_image": [dict(r) for r in self.records],
+        means = {"rand_error": "rand_error"} if len(self.class_names) == 2 else {}  # over images
+        means.update(per_image_mean_dice="mean_dice", per_image_mean_iou="mean_iou")
+        result.update({key: _mean(r[name] for r in self.records) for key, name in means.items()})
+        result["per_class"] = {
+            name: {key: column[k].item() for key, column in columns.items()}
+            for k, name in enumerate(self.class_names)
         }
+        return {**result, "per_image": [dict(r) for r in self.records]}
 
 
 def score_label_maps(truths, predictions, class_names: Sequence[str], *, stems=None) -> dict:
