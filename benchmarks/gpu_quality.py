@@ -7,7 +7,7 @@ batch 4, width 32, depth 4, batch norm, Dice + cross-entropy, Adam with a warm-u
 schedule, flips / 90-degree rotations / +-15 degree rotation / 0.9-1.1 scale / mild
 intensity, best checkpoint by validation Dice on the contiguous block 14-17) for many more
 steps on a GPU, and scores each run on slices 18-23 exactly as ``quality.py`` does
-(``unet_lib.evaluation.evaluator.evaluate``: membrane Dice, pixel error, foreground-restricted Rand
+(``unet_lib.evaluate``: membrane Dice, pixel error, foreground-restricted Rand
 error), with and without rotation / flip test-time augmentation.
 
 It needs no TensorFlow (the GPU machines have JAX and PyTorch only): the library's
