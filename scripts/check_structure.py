@@ -31,7 +31,10 @@ DUPLICATE_LINES = 6
 #: Layers, lowest first. A module may import its own layer or lower ones, never a higher one.
 #: The first matching prefix decides a module's layer.
 LAYERS = (
-    ("core", ("unet_lib", "unet_lib.targets", "unet_lib.fileio")),
+    (
+        "core",
+        ("unet_lib", "unet_lib.lazy", "unet_lib.checks", "unet_lib.targets", "unet_lib.fileio"),
+    ),
     ("model", ("unet_lib.model", "unet_lib.metrics", "unet_lib.losses")),
     ("data", ("unet_lib.data", "unet_lib.runtime", "unet_lib.weightmap")),
     ("analysis", ("unet_lib.evaluation", "unet_lib.viz", "unet_lib.inference")),
@@ -39,7 +42,7 @@ LAYERS = (
     ("interface", ("unet_lib.cli", "unet_lib.__main__")),
 )
 #: The backend-neutral core: these may import only keras, numpy, the standard library, each
-#: other, the package root (``IGNORE_LABEL``) and ``fileio`` (standard library only).
+#: other, the package root (``IGNORE_LABEL``), ``checks`` and ``fileio`` (standard library only).
 NEUTRAL = ("unet_lib.model", "unet_lib.metrics", "unet_lib.losses", "unet_lib.targets")
 NEUTRAL_THIRD_PARTY = {"keras", "numpy"}  # and the standard library
 
@@ -206,7 +209,11 @@ def layer_violations(modules: dict, graph: dict[str, set[str]]) -> list[str]:
         for line, source, _ in module.imports():
             top = source.split(".")[0]
             if top == "unet_lib":
-                if source not in ("unet_lib", "unet_lib.fileio") and not source.startswith(NEUTRAL):
+                if source not in (
+                    "unet_lib",
+                    "unet_lib.checks",
+                    "unet_lib.fileio",
+                ) and not source.startswith(NEUTRAL):
                     problems.append(f"{module.path}:{line} (backend-neutral) imports {source}")
             elif top not in NEUTRAL_THIRD_PARTY and top not in sys.stdlib_module_names:
                 problems.append(f"{module.path}:{line} (backend-neutral) imports {source}")

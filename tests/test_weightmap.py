@@ -288,4 +288,6 @@ def test_docstring_examples_and_imports():
     imported |= {
         n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
     }
-    assert imported <= {"__future__", "math", "numbers", "collections", "cv2", "numpy"}, imported
+    own = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in own if m.startswith("unet_lib")} <= {"unet_lib.checks"}, own  # no Keras
+    assert imported <= {"__future__", "math", "numbers", "collections", "cv2", "numpy", "unet_lib"}

@@ -13,16 +13,11 @@ import sys
 
 
 def lazy_face(package: str, exports: dict[str, str], submodules=()):
-    """``(__getattr__, __dir__)`` for a package module (PEP 562).
+    """``(__getattr__, __dir__)`` for the package ``package`` (its ``__name__``; PEP 562).
 
-    Args:
-        package: The package's ``__name__``.
-        exports: Submodule (relative to the package) -> its public names, space-separated.
-        submodules: Submodules that are attributes of the package themselves.
-
-    Returns:
-        The two module-level functions; a looked-up name is stored in the package, so later
-        look-ups skip ``__getattr__``.
+    ``exports`` maps a submodule (relative to the package) to its public names, space-separated;
+    ``submodules`` are attributes of the package themselves. A looked-up name is stored in the
+    package, so later look-ups skip ``__getattr__``.
     """
     where = {name: module for module, names in exports.items() for name in names.split()}
     namespace = sys.modules[package].__dict__

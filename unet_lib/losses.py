@@ -15,30 +15,22 @@ Example:
 """
 
 import inspect
-import math
-import numbers
 from functools import partial
 
 import keras
 from keras import ops
 
+from unet_lib.checks import is_number
 from unet_lib.targets import check_ignore_class, check_prediction, prepare_truth
 
 _EPS = 1e-7
-
-
 _CW_HINT = "Give [background, foreground] for num_classes=1, or None for equal weights."
 _ALPHA_HINT = "A float weighs the foreground classes (background: 1 - alpha), a list each class."
 
 
-def _is_number(value):
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    return real and math.isfinite(value)
-
-
 def _check_number(name, value, *, maximum=None, hint=""):
     """A finite float ``>= 0`` (and ``<= maximum``), else ValueError."""
-    if not _is_number(value) or value < 0 or (maximum is not None and value > maximum):
+    if not is_number(value) or value < 0 or (maximum is not None and value > maximum):
         bounds = ">= 0" if maximum is None else f"in [0, {maximum}]"
         raise ValueError(f"{name} must be a number {bounds}, got {value!r}. {hint}".strip())
     return float(value)
@@ -48,11 +40,11 @@ def _check_list(name, values, *, positive, hint, number_max=None):
     """None, a number in ``[0, number_max]`` or a list of finite numbers > 0 (or >= 0)."""
     if values is None:
         return None
-    if number_max is not None and _is_number(values):
+    if number_max is not None and is_number(values):
         return _check_number(name, values, maximum=number_max, hint=hint)
     items = values.tolist() if hasattr(values, "tolist") else values  # NumPy arrays too
     items = list(items) if isinstance(items, list | tuple) else []
-    if not items or not all(_is_number(v) and (v > 0 if positive else v >= 0) for v in items):
+    if not items or not all(is_number(v) and (v > 0 if positive else v >= 0) for v in items):
         sign = "positive" if positive else "non-negative"
         raise ValueError(f"{name} must be a list of {sign} numbers, got {values!r}. {hint}")
     return [float(v) for v in items]
@@ -60,14 +52,10 @@ def _check_list(name, values, *, positive, hint, number_max=None):
 
 #: One validator per option name (``alpha`` is Tversky's; focal_loss replaces it).
 _CHECKS = {
-    "from_logits": bool,
-    "include_background": bool,
-    "batch_dice": bool,
+    **dict.fromkeys(("from_logits", "include_background", "batch_dice"), bool),
     "ignore_class": check_ignore_class,
     "class_weights": partial(_check_list, "class_weights", positive=True, hint=_CW_HINT),
-    "smooth": partial(
-        _check_number, "smooth", hint="Use smooth=0 for none, or a small value (1.0)."
-    ),
+    "smooth": partial(_check_number, "smooth", hint="Use 0 for none, or a small value (1.0)."),
     "gamma": partial(_check_number, "gamma", hint="gamma=0 is the cross-entropy; 2.0 is usual."),
     "alpha": partial(_check_number, "alpha", hint="alpha weighs false positives."),
     "beta": partial(_check_number, "beta", hint="beta weighs false negatives."),
@@ -129,8 +117,7 @@ def _prepare(y_true, y_pred, from_logits, ignore_class, sample_weight):
 
 def _overlap_loss(prepared, alpha, beta, smooth, class_weights, include_background, batch_dice):
     """``1 - (2TP + s) / (2TP + 2a FP + 2b FN + s)`` averaged over classes (and images)."""
-    checked = _checked(smooth=smooth, class_weights=class_weights)
-    smooth, class_weights = checked["smooth"], checked["class_weights"]
+    smooth, class_weights = _checked(smooth=smooth, class_weights=class_weights).values()
     truth, probs, _, weight, binary = prepared
     start = 1 if binary or not include_background else 0  # binary: the foreground Dice only
     g, p, w = truth[..., start:], probs[..., start:], ops.expand_dims(weight, -1)
@@ -182,8 +169,7 @@ def dice_loss(y_true, y_pred, *, from_logits=False, smooth=1.0, class_weights=No
     The sums run over the batch (``batch_dice=True``, as nnU-Net) or each image, then averaged
     over the images with valid pixels. Binary uses the foreground Dice only;
     ``include_background=False`` drops class 0 of a multi-class model. With ``smooth=0`` a
-    class absent from truth and prediction scores 1. ``from_logits`` applies sigmoid or
-    softmax first; ``ignore_class`` pixels (e.g. ``IGNORE_LABEL``) count nowhere.
+    class absent from truth and prediction scores 1.
 
     Example:
         >>> float(dice_loss([[[1, 0]]], [[[[1.0], [0.0]]]], smooth=0.0))
@@ -302,10 +288,9 @@ class _SegmentationLoss(keras.losses.Loss):
             self._sample_weight = None
 
     def call(self, y_true, y_pred):
-        sample_weight = getattr(self, "_sample_weight", None)
-        return ops.reshape(
-            self.function(y_true, y_pred, sample_weight=sample_weight, **self._options()), (1,)
-        )
+        weight = getattr(self, "_sample_weight", None)
+        loss = self.function(y_true, y_pred, sample_weight=weight, **self._options())
+        return ops.reshape(loss, (1,))
 
     def _options(self):
         return {key: getattr(self, key) for key in self.defaults}

@@ -67,10 +67,11 @@ def nanmean(x, axis=-1):
     return total / count  # 0 / 0 -> NaN when nothing is defined
 
 
-def _score(score_fn, y_true, y_pred, num_classes, include_background, reduction, **kwargs):
+def _score(score_fn, include_background, reduction, **counts_options):
+    """``score_fn`` of the counts of ``confusion_counts(**counts_options)``, reduced."""
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be one of ('mean', 'none'), got {reduction!r}.")
-    per_class = score_fn(*confusion_counts(y_true, y_pred, num_classes, **kwargs))
+    per_class = score_fn(*confusion_counts(**counts_options))
     if not include_background:
         per_class = per_class[1:]
     return per_class if reduction == "none" else nanmean(per_class)
@@ -91,10 +92,7 @@ def dice_score(y_true, y_pred, num_classes, *, include_background=False, reducti
         >>> [round(float(v), 3) for v in dice_score(y_true, y_pred, 3, reduction="none")]
         [0.667, 0.0]
     """
-    return _score(
-        dice_from_counts, y_true, y_pred, num_classes, include_background, reduction,
-        from_logits=from_logits, threshold=threshold, ignore_class=ignore_class,
-    )  # fmt: skip
+    return _score(dice_from_counts, **locals())
 
 
 def iou_score(y_true, y_pred, num_classes, *, include_background=False, reduction="mean",
@@ -108,10 +106,7 @@ def iou_score(y_true, y_pred, num_classes, *, include_background=False, reductio
         >>> float(iou_score([[[0, 1, 1]]], [[[[0.1], [0.9], [0.4]]]], num_classes=1))  # 1/2
         0.5
     """
-    return _score(
-        iou_from_counts, y_true, y_pred, num_classes, include_background, reduction,
-        from_logits=from_logits, threshold=threshold, ignore_class=ignore_class,
-    )  # fmt: skip
+    return _score(iou_from_counts, **locals())
 
 
 def per_image_scores(y_true, y_pred, num_classes, *, from_logits=False, threshold=0.5,
@@ -126,10 +121,7 @@ def per_image_scores(y_true, y_pred, num_classes, *, from_logits=False, threshol
         >>> [[round(float(v), 3) for v in row] for row in s["dice"]]
         [[1.0, nan], [0.0, 0.667]]
     """
-    counts = confusion_counts(
-        y_true, y_pred, num_classes, from_logits=from_logits, threshold=threshold,
-        ignore_class=ignore_class, per_image=True,
-    )  # fmt: skip
+    counts = confusion_counts(**locals(), per_image=True)
     return {"dice": dice_from_counts(*counts), "iou": iou_from_counts(*counts)}
 
 
@@ -149,25 +141,19 @@ class _ConfusionMetric(keras.metrics.Metric):
                  threshold=0.5, ignore_class=None, name=None, dtype=None):  # fmt: skip
         super().__init__(name=name or self.default_name, dtype=dtype)
         num_classes, threshold, ignore_class = check_options(num_classes, threshold, ignore_class)
-        self.num_classes = num_classes
-        self.include_background = bool(include_background)
-        self.from_logits = bool(from_logits)
-        self.threshold = threshold
-        self.ignore_class = ignore_class
-        self._direction = "up"
+        self.num_classes, self.threshold, self.ignore_class = num_classes, threshold, ignore_class
+        self.include_background, self.from_logits = bool(include_background), bool(from_logits)
+        self._direction, shape = "up", (max(num_classes, 2),)
         for count in self._COUNTS:
             variable = self.add_variable(
-                shape=(max(num_classes, 2),), initializer="zeros", dtype="float32", name=count
+                shape=shape, initializer="zeros", dtype="float32", name=count
             )
             setattr(self, count, variable)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Adds the batch's counts (``sample_weight``: per-pixel, broadcastable to (B, H, W))."""
-        counts = confusion_counts(
-            y_true, y_pred, self.num_classes, from_logits=self.from_logits,
-            threshold=self.threshold, ignore_class=self.ignore_class,
-            sample_weight=sample_weight,
-        )  # fmt: skip
+        options = {key: getattr(self, key) for key in self._OPTIONS if key != "include_background"}
+        counts = confusion_counts(y_true, y_pred, sample_weight=sample_weight, **options)
         for name, count in zip(self._COUNTS, counts, strict=True):
             getattr(self, name).assign_add(count)
 
@@ -196,11 +182,8 @@ class _ConfusionMetric(keras.metrics.Metric):
 class DiceMetric(_ConfusionMetric):
     """Streaming Dice ``2 tp / (2 tp + fp + fn)`` of the dataset (not a mean over batches).
 
-    ``num_classes`` (1 = binary), ``from_logits``, ``threshold`` and ``ignore_class`` (e.g.
-    ``IGNORE_LABEL``) and the inputs of ``update_state`` (``sample_weight``: per pixel) are
-    those of :func:`confusion_counts`. ``result()`` is the NaN-ignoring mean over the reported
-    classes (class 0 only with ``include_background``) present in truth or prediction;
-    ``result_per_class()`` the ``(L,)`` vector. ``dtype`` is the result's (counts: float32).
+    The options and the inputs of ``update_state`` are those of :func:`confusion_counts`
+    (class 0 is reported only with ``include_background``); ``dtype`` is the result's.
 
     Example:
         >>> metric = DiceMetric(num_classes=1)   # model.compile(..., metrics=[metric])

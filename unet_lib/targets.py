@@ -12,16 +12,12 @@ Example:
 """
 
 import math
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
-
-def is_int(value) -> bool:
-    """Whether ``value`` is an integer (NumPy integers too), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from unet_lib.checks import is_int, is_number
 
 
 def check_ignore_class(ignore_class):
@@ -40,8 +36,7 @@ def check_options(num_classes, threshold, ignore_class):
         need = ">= 1 (1 = binary sigmoid, K >= 2 = softmax)" if is_int(num_classes) else "an int"
         raise ValueError(f"num_classes must be {need} (the model's output channels), "
                          f"got {num_classes!r}.")  # fmt: skip
-    number = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool)
-    if not (number and 0.0 < float(threshold) < 1.0):
+    if not (is_number(threshold) and 0.0 < float(threshold) < 1.0):
         raise ValueError(
             f"threshold must be a number strictly between 0 and 1 (e.g. 0.5), got {threshold!r}."
         )
@@ -182,12 +177,9 @@ def label_confusion_counts(truth, prediction, num_labels: int, *, per_image: boo
             f"truth {truth.shape} and prediction {prediction.shape} must have the same shape."
         )
     if per_image:
-        counts = [
-            label_confusion_counts(t, p, num_labels) for t, p in zip(truth, prediction, strict=True)
-        ]
-        return tuple(
-            np.stack(c).reshape(len(counts), num_labels) for c in zip(*counts, strict=True)
-        )
+        pairs = zip(truth, prediction, strict=True)
+        counts = [label_confusion_counts(t, p, num_labels) for t, p in pairs]
+        return tuple(np.stack(c).reshape(-1, num_labels) for c in zip(*counts, strict=True))
     valid = (truth >= 0) & (truth < num_labels)
     t = truth[valid].astype(np.int64)
     p = prediction[valid].astype(np.int64)

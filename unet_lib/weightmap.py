@@ -24,10 +24,11 @@ Example:
 """
 
 import math
-import numbers
 
 import cv2
 import numpy as np
+
+from unet_lib.checks import is_int, is_number
 
 __all__ = ["class_balance_weights", "nearest_object_distances", "unet_weight_map", "weight_maps"]
 
@@ -57,7 +58,7 @@ def _as_labels(label_map, *, ndim: int | None = 2) -> np.ndarray:
 
 def _check_ignore(labels: np.ndarray, ignore_label) -> np.ndarray:
     """The mask of labelled (not ignored) pixels; other negative values are an error."""
-    if ignore_label is not None and not _is_int(ignore_label):
+    if ignore_label is not None and not is_int(ignore_label):
         raise ValueError(f"ignore_label must be an int or None, got {ignore_label!r}.")
     valid = np.ones(labels.shape, bool) if ignore_label is None else labels != ignore_label
     if np.any(labels[valid] < 0):
@@ -68,13 +69,8 @@ def _check_ignore(labels: np.ndarray, ignore_label) -> np.ndarray:
     return valid
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive(value, name: str, *, allow_zero: bool) -> float:
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+def _check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    if not (is_number(value) and (value >= 0 if allow_zero else value > 0)):
         need = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {need}, got {value!r}.")
     return float(value)
@@ -85,25 +81,17 @@ def class_balance_weights(label_map, num_classes: int | None = None, *, ignore_l
 
     ``n_c`` is the number of pixels of class ``c``, ``N`` the number of labelled (not ignored)
     pixels and ``K_p`` the number of classes present: the mean weight over the labelled pixels
-    is exactly 1, and absent classes get 0. Pass a stack ``(N, H, W)`` to balance a dataset.
-
-    Args:
-        label_map: integer label map of any shape, values ``0 .. K-1`` or ``ignore_label``.
-        num_classes: the model's output channels (``1`` = binary, ``K = 2``); ``None`` uses
-            ``K = max(label) + 1``.
-        ignore_label: value of the ignored pixels (not counted), or ``None``.
-
-    Returns:
-        ``(K,)`` float32 weights.
+    is exactly 1, and absent classes get 0. ``label_map`` may have any shape (a stack
+    ``(N, H, W)`` balances a dataset); ``num_classes`` is the model's output channels (``1`` =
+    binary, ``K = 2``; ``None``: ``K = max(label) + 1``). Returns ``(K,)`` float32 weights.
 
     Example:
         >>> class_balance_weights(np.array([[0, 0, 0, 0], [0, 0, 1, 1]]))  # 8/(2*6), 8/(2*2)
         array([0.6666667, 2.       ], dtype=float32)
     """
     labels = _as_labels(label_map, ndim=None)
-    valid = _check_ignore(labels, ignore_label)
-    values = labels[valid]
-    if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
+    values = labels[_check_ignore(labels, ignore_label)]
+    if num_classes is not None and (not is_int(num_classes) or num_classes < 1):
         raise ValueError(f"num_classes must be an int >= 1 (1 = binary), got {num_classes!r}.")
     top = int(values.max()) if values.size else 0
     k = top + 1 if num_classes is None else max(2, int(num_classes))
@@ -125,12 +113,9 @@ def nearest_object_distances(object_mask, *, max_distance: float | None = None, 
 
     Objects are the connected components (``connectivity`` 4 or 8) of ``object_mask``
     ``(H, W)``; the distance to an object is ``0`` inside it and ``1`` for a 4-neighbour.
-    Distances above ``max_distance`` (``None``: no limit) are ``inf``, which lets each
+    Returns ``(d1, d2)``, two ``(H, W)`` float32 arrays with ``d1 <= d2``: ``inf`` where there
+    is no (second) object within ``max_distance`` (``None``: no limit), which lets each
     object's distance map be computed only in its bounding box grown by ``max_distance``.
-
-    Returns:
-        ``(d1, d2)``: two ``(H, W)`` float32 arrays, ``d1 <= d2``; ``inf`` where there is no
-        (second) object within ``max_distance``.
 
     Example:
         >>> m = np.zeros((1, 5), bool); m[0, 0] = m[0, 4] = True
@@ -144,7 +129,7 @@ def nearest_object_distances(object_mask, *, max_distance: float | None = None, 
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
     if max_distance is not None:
-        max_distance = _check_positive(max_distance, "max_distance", allow_zero=False)
+        max_distance = _check_positive(max_distance, "max_distance")
     (h, w), inf = mask.shape, np.float32(np.inf)
     d1, d2 = np.full((h, w), inf), np.full((h, w), inf)
     n, comp, stats, _ = cv2.connectedComponentsWithStats(
@@ -193,20 +178,12 @@ def unet_weight_map(label_map, *, w0: float = 10.0, sigma: float = 5.0, class_we
                     connectivity: int = 4) -> np.ndarray:  # fmt: skip
     """The U-Net loss weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``.
 
-    See the module docstring for ``d1``, ``d2``, the objects and the cut-off.
-
-    Args:
-        label_map: ``(H, W)`` / ``(H, W, 1)`` label map, values ``0 .. K-1`` or ``ignore_label``.
-        w0: height of the border term (``>= 0``; ``0`` disables it).
-        sigma: width of the border term in pixels (``> 0``).
-        class_weights: ``"balanced"`` (:func:`class_balance_weights` of this map), ``None``
-            (``w_c = 1``) or a sequence of per-class weights (e.g. balanced over a dataset).
-        objects: ``"foreground"`` (components of ``label >= 1``) or ``"background"``.
-        truncate: cut-off of the border term in units of ``sigma``; ``None`` for none.
-        connectivity: ``4`` or ``8``, the connectivity of the objects.
-
-    Returns:
-        ``(H, W)`` float32 weight map (0 on ignored pixels).
+    ``label_map`` is ``(H, W)`` / ``(H, W, 1)``; ``w0 >= 0`` is the border term's height (0
+    disables it), ``sigma > 0`` its width in pixels and ``truncate`` its cut-off in units of
+    ``sigma``. ``class_weights``: ``"balanced"`` (:func:`class_balance_weights` of this map),
+    ``None`` (``w_c = 1``) or one weight per class (e.g. balanced over a dataset). The objects
+    (4- or 8-``connectivity``) and the cut-off are those of the module docstring. Returns the
+    ``(H, W)`` float32 map (0 on ignored pixels).
 
     Example:
         >>> membrane = np.zeros((7, 11), np.int32); membrane[:, 5] = 1   # two cells
@@ -216,16 +193,14 @@ def unet_weight_map(label_map, *, w0: float = 10.0, sigma: float = 5.0, class_we
     """
     labels = _as_labels(label_map)
     w0 = _check_positive(w0, "w0", allow_zero=True)
-    sigma = _check_positive(sigma, "sigma", allow_zero=False)
-    if truncate is not None:
-        truncate = _check_positive(truncate, "truncate", allow_zero=False)
+    sigma = _check_positive(sigma, "sigma")
+    cutoff = None if truncate is None else sigma * _check_positive(truncate, "truncate")
     if objects not in _OBJECTS:
         raise ValueError(f"objects must be one of {_OBJECTS}, got {objects!r}.")
     valid = _check_ignore(labels, ignore_label)
     weights = _class_term(labels, valid, class_weights, ignore_label)
     if w0 > 0:
         is_object = valid & ((labels >= 1) if objects == "foreground" else (labels == 0))
-        cutoff = None if truncate is None else truncate * sigma
         d1, d2 = nearest_object_distances(is_object, max_distance=cutoff, connectivity=connectivity)
         total = d1.astype(np.float64) + d2
         term = w0 * np.exp(-(total**2) / (2.0 * sigma**2))
