@@ -4,9 +4,7 @@
 the input sizes a model takes, ``tiling`` the passes over an image, ``saving`` the files.
 """
 
-from __future__ import annotations
-
-from unet_lib.inference.engine import (
+from .engine import (
     PRECISIONS,
     FoldedBatchNorm,
     Runner,
@@ -17,15 +15,9 @@ from unet_lib.inference.engine import (
     resolve_precision,
     runner,
 )
-from unet_lib.inference.predictor import Prediction, predict, predict_batch, predict_probabilities
-from unet_lib.inference.saving import overlay_image, predict_folder, save_mask, save_overlay
-from unet_lib.inference.tiling import (
-    BLEND_MODES,
-    TTATransform,
-    gaussian_window,
-    linear_window,
-    tta_transforms,
-)
+from .predictor import Prediction, predict, predict_batch, predict_probabilities
+from .saving import overlay_image, predict_folder, save_mask, save_overlay
+from .tiling import BLEND_MODES, TTATransform, gaussian_window, linear_window, tta_transforms
 
 __all__ = ["PRECISIONS", "default_precision", "resolve_precision", "FoldedBatchNorm"]
 __all__ += ["fold_plan", "inference_copy", "copy_weights", "Runner", "runner", "BLEND_MODES"]

@@ -7,8 +7,6 @@ them) and the stem (a convolution reading an input of <= 4 channels). On TensorF
 compiled (``predict_on_batch``). :func:`runner` caches it per model and precision.
 """
 
-from __future__ import annotations
-
 import functools
 import weakref
 
@@ -164,9 +162,8 @@ def _fold(conv, bn) -> list[np.ndarray]:
     def value(v):
         return keras.ops.convert_to_numpy(v).astype(np.float64)
 
-    weights = conv.get_weights()
-    kernel = weights[0].astype(np.float64)
-    bias = weights[1].astype(np.float64) if conv.use_bias else 0.0
+    kernel = value(conv.kernel)
+    bias = value(conv.bias) if conv.use_bias else 0.0
     gamma = value(bn.gamma) if bn.scale else 1.0
     beta = value(bn.beta) if bn.center else 0.0
     scale = gamma / np.sqrt(value(bn.moving_variance) + bn.epsilon)
@@ -176,11 +173,8 @@ def _fold(conv, bn) -> list[np.ndarray]:
 
 def _fingerprint(model) -> tuple:
     """Cheap summary of the weights (sum and sum of squares per array): changes on training."""
-    out = []
-    for w in model.get_weights():
-        flat = np.asarray(w, np.float32).ravel()
-        out.append((flat.size, float(flat.sum()), float(np.dot(flat, flat))))
-    return tuple(out)
+    flats = [np.asarray(w, np.float32).ravel() for w in model.get_weights()]
+    return tuple((f.size, float(f.sum()), float(np.dot(f, f))) for f in flats)
 
 
 class Runner:
@@ -194,9 +188,8 @@ class Runner:
             self.copy = inference_copy(model, precision)
             if self.copy is None and precision == "bfloat16":
                 raise ValueError(
-                    "precision='bfloat16' needs a functional or Sequential model without "
-                    "nested models (it is copied under a bfloat16 policy); use "
-                    "precision='float32'."
+                    "precision='bfloat16' needs a functional or Sequential model without nested "
+                    "models (it is copied under a bfloat16 policy); use precision='float32'."
                 )
             self._fingerprint = _fingerprint(model) if self.copy is not None else None
         self._compiled = keras.backend.backend() == "tensorflow"
@@ -242,9 +235,8 @@ def runner(model, precision: str = "auto") -> Runner:
         cache = _RUNNERS.setdefault(model, {})
     except TypeError:  # not weak-referenceable: no cache
         cache = {}
-    run = cache.get(precision)
-    if run is None:
-        run = cache[precision] = Runner(model, precision)
+    if precision in cache:
+        cache[precision].refresh(model)
     else:
-        run.refresh(model)
-    return run
+        cache[precision] = Runner(model, precision)
+    return cache[precision]

@@ -4,8 +4,6 @@ U-Nets made by :func:`unet_lib.build_unet` are recognised from their layers and 
 the size rules of :mod:`unet_lib.model`; other models are probed (``compute_output_shape``).
 """
 
-from __future__ import annotations
-
 import math
 import re
 import weakref
@@ -71,9 +69,8 @@ def size_pair(size, what: str) -> tuple[int, int]:
 
 
 def unet_structure(model) -> tuple[int, int, str] | None:
-    """``(depth, convs_per_level, padding)`` of a model made by :func:`unet_lib.build_unet`, known
-    by its layer names and checked on the layers (2x2 pools, 3x3 convolutions); else ``None``.
-    """
+    """``(depth, convs_per_level, padding)`` of a :func:`unet_lib.build_unet` model, known by its
+    layer names and checked on the layers (2x2 pools, 3x3 convolutions); else ``None``."""
     layers = {layer.name: layer for layer in getattr(model, "layers", ())}
     pools = [layer for layer in layers.values() if isinstance(layer, _POOLS)]
     convs = [layer for name, layer in layers.items() if _UNET_CONV.fullmatch(name)]
@@ -133,9 +130,8 @@ def _pool_layers(layer):
 
 
 def _probe(model, channels, m: int) -> Geometry:
-    """Margin and smallest input of a model with free input sizes, found by trying sizes: the
-    output must be the size minus twice the margin and every pooling layer's input even.
-    """
+    """Margin and smallest input of a free-size model, by trying sizes: the output must be the
+    size minus twice the margin and every pooling layer's input even."""
     groups: dict = {}
     for parent, pool in _pool_layers(model):
         groups.setdefault(parent, []).append(pool)

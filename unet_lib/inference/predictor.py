@@ -1,8 +1,4 @@
-"""The prediction API: :func:`predict` (one image, any size, whole or tiled, with TTA), its
-probabilities alone, and :func:`predict_batch` (several images, stacked where they can be).
-"""
-
-from __future__ import annotations
+"""The prediction API: :func:`predict`, :func:`predict_probabilities`, :func:`predict_batch`."""
 
 import inspect
 from dataclasses import dataclass
@@ -127,9 +123,8 @@ def predict(
 
 
 def check_options(model, kwargs: dict) -> tuple[dict, Geometry, list]:
-    """:func:`predict`'s keyword arguments with defaults, validated (``TypeError`` for an unknown
-    one, ``ValueError`` for a bad value); the model's geometry; the TTA transforms.
-    """
+    """:func:`predict`'s keyword arguments with defaults, the geometry, the TTA transforms;
+    ``TypeError`` for an unknown argument, ``ValueError`` for a bad value."""
     bound = inspect.signature(predict).bind(model, None, **kwargs)
     bound.apply_defaults()
     opt = bound.arguments
@@ -139,10 +134,8 @@ def check_options(model, kwargs: dict) -> tuple[dict, Geometry, list]:
 
 
 def predict_batch(model, images, **kwargs) -> list[Prediction]:
-    """:func:`predict` for a list of images (any sizes), with the same keyword arguments.
-
-    Whole images (``tile_size=None``) of equal shape are stacked, ``batch_size`` per call.
-    """
+    """:func:`predict` for a list of images (any sizes), with the same keyword arguments; whole
+    images (``tile_size=None``) of equal shape are stacked, ``batch_size`` per call."""
     images = list(images)
     opt, geom, transforms = check_options(model, kwargs)
     if opt["tile_size"] is not None or geom.fixed is not None or len(images) < 2:

@@ -1,8 +1,5 @@
-"""Saving predictions, atomically: label maps as grey PNGs, overlays (``viz.overlay``'s, so the
-CLI's match the notebook's figures), a whole folder at once.
-"""
-
-from __future__ import annotations
+"""Saving predictions atomically: label maps as grey PNGs, overlays (``viz.overlay``'s, so the
+CLI's match the notebook's figures), a whole folder at once."""
 
 from pathlib import Path
 
@@ -114,11 +111,9 @@ def predict_folder(
     channels = channels or (model.input_shape[-1] if model.input_shape[-1] in (1, 3) else None)
     written = []
     for path in files:
-        image = read_image(path, channels)
+        image, base = read_image(path, channels), out_dir / path.stem
         labels = predict(model, image, **kwargs).labels
-        written.append(
-            save_mask(labels, out_dir / f"{path.stem}.png", mapping, binary=num_classes == 1)
-        )
+        written.append(save_mask(labels, f"{base}.png", mapping, binary=num_classes == 1))
         if overlay:
-            written.append(save_overlay(image, labels, out_dir / f"{path.stem}_overlay.png", alpha))
+            written.append(save_overlay(image, labels, f"{base}_overlay.png", alpha))
     return written

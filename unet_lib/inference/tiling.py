@@ -1,11 +1,7 @@
-"""Passes over an image: whole (mirror-padded) or a grid of overlapping tiles, each averaged
-over test-time augmentation (the flips and 90 degree turns of the dihedral group).
-
-Tiles are read through reflected indices (no padded copy) and accumulate in place, weighted by
-a separable window ``wy(y) wx(x)``: the grid's weight sum is an outer product of 1-D sums.
+"""Passes over an image (whole or tiled) and test-time augmentation (the dihedral group). Tiles
+are read through reflected indices (no padded copy) and accumulate in place, weighted by a
+separable window ``wy(y) wx(x)``: the grid's weight sum is an outer product of 1-D sums.
 """
-
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass
@@ -40,14 +36,10 @@ class TTATransform:
         return np.flip(x, axes[1]) if self.flip else x
 
 
-_DIHEDRAL = tuple(
-    TTATransform(name, bool(flip), turns)
-    for name, flip, turns in zip(
-        "identity flip_lr flip_ud rot180 rot90 rot270 transpose anti_transpose".split(),
-        (0, 1, 1, 0, 0, 0, 1, 1),
-        (0, 0, 2, 2, 1, 3, 1, 3),
-        strict=True,
-    )
+_NAMES = "identity flip_lr flip_ud rot180 rot90 rot270 transpose anti_transpose".split()
+_DIHEDRAL = tuple(  # per name: a left-right flip or not ("1" / "0"), then k 90 degree turns
+    TTATransform(name, flip == "1", int(k))
+    for name, flip, k in zip(_NAMES, "01100011", "00221313", strict=True)
 )
 
 
@@ -84,20 +76,17 @@ def _window_1d(n: int, blend: str, sigma_fraction: float = 1 / 8) -> np.ndarray:
 def gaussian_window(size, sigma_fraction: float = 1 / 8) -> np.ndarray:
     """Separable Gaussian tile weights (1 at the centre, >= 1e-6), ``sigma = sigma_fraction *
     size``; ``size`` is an int or ``(height, width)``."""
-    h, w = size_pair(size, "size")
-    return np.outer(*(_window_1d(n, "gaussian", sigma_fraction) for n in (h, w)))
+    return np.outer(*(_window_1d(n, "gaussian", sigma_fraction) for n in size_pair(size, "size")))
 
 
 def linear_window(size) -> np.ndarray:
     """Separable tent window ``(1 - |2 (y + 0.5) / h - 1|) (1 - |2 (x + 0.5) / w - 1|)``, max 1."""
-    h, w = size_pair(size, "size")
-    return np.outer(_window_1d(h, "linear"), _window_1d(w, "linear"))
+    return np.outer(*(_window_1d(n, "linear") for n in size_pair(size, "size")))
 
 
 def _read(image: np.ndarray, y: int, x: int, rows: int, cols: int, margin: int) -> np.ndarray:
     """``rows x cols`` float32 pixels of ``(..., H, W, C)`` from ``(y, x) - margin``, mirrored
-    at the borders; 8/16-bit images scaled to [0, 1].
-    """
+    at the borders; 8/16-bit images scaled to [0, 1]."""
     h, w = image.shape[-3:-1]
     r = reflect_indices(np.arange(rows) + y - margin, h)
     c = reflect_indices(np.arange(cols) + x - margin, w)
@@ -157,9 +146,7 @@ def _axis_plan(n: int, tile: int, geom: Geometry, overlap: float, axis: int):
 def predict_tiled(
     forward, geom: Geometry, image, tile, transforms, *, overlap, blend, batch_size, verbose
 ) -> np.ndarray:
-    """Probabilities of ``image`` from a grid of tiles, blended (``padding="same"``) or stitched
-    (``"valid"``); the keyword arguments are :func:`~unet_lib.inference.predict`'s.
-    """
+    """Probabilities of ``image`` from a grid of tiles; the arguments are :func:`predict`'s."""
     h, w = image.shape[:2]
     pairs = enumerate(zip((h, w), tile, strict=True))
     (ys, sy, iy), (xs, sx, ix) = [_axis_plan(n, t, geom, overlap, a) for a, (n, t) in pairs]
