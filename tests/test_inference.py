@@ -1,4 +1,4 @@
-"""Tests for inference.predictor: whole-image and tiled prediction, blending, TTA, saving."""
+"""Tests for unet_lib.inference: whole-image and tiled prediction, blending, TTA, saving."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from unet_lib import inference as inf
+from unet_lib import viz
 from unet_lib.data.folder import LabelMapping
 from unet_lib.model.unet import build_unet
 
@@ -133,6 +134,25 @@ def test_fixed_input_model_is_tiled_automatically():
     np.testing.assert_allclose(auto, inf.predict_probabilities(model, img, tile_size=32))
     with pytest.raises(ValueError, match=r"tile_size=\(32, 32\)"):
         inf.predict(model, img, tile_size=64)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize(("depth", "convs"), [(1, 1), (2, 2), (3, 3)])
+def test_unet_geometry_from_the_size_rules_equals_probing(padding, depth, convs):
+    from unet_lib.inference import geometry
+
+    up = "bilinear" if depth == 3 else "transpose"
+    model = build_unet((None, None, 1), 2, depth=depth, base_filters=2, convs_per_level=convs,
+                       padding=padding, upsampling=up)  # fmt: skip
+    assert geometry.unet_structure(model) == (depth, convs, padding)
+
+    def rename(layer):  # the same network under other layer names: a "foreign" model
+        return layer.__class__.from_config({**layer.get_config(), "name": f"x_{layer.name}"})
+
+    foreign = keras.models.clone_model(model, clone_function=rename)
+    assert geometry.unet_structure(foreign) is None  # so it is probed
+    assert geometry.model_geometry(foreign) == geometry.model_geometry(model)
+    assert geometry.unet_structure(_pointwise([[1.0]], [0.0])) is None
 
 
 def test_verbose_prints_progress_and_default_is_silent(softmax3, capsys):
@@ -269,7 +289,11 @@ def test_overlay_is_rgb_uint8_of_the_image_size(tmp_path):
     rgb = cv2.cvtColor(_read(path), cv2.COLOR_BGR2RGB)
     assert rgb.shape == (10, 12, 3) and rgb.dtype == np.uint8
     assert tuple(rgb[0, 0]) == (128, 128, 128)  # background untinted
-    assert tuple(rgb[3, 4]) == (191, 64, 64)  # 0.5 * 127.5 + 0.5 * (255, 0, 0), rounded
+    # the viz palette (class 1 orange): 0.5 * 128 + 0.5 * (230, 159, 0), rounded half to even
+    assert tuple(rgb[3, 4]) == (179, 144, 64)
+    np.testing.assert_array_equal(rgb, viz.overlay(img, labels, alpha=0.5))  # one overlay
+    red = inf.overlay_image(img, labels, alpha=0.5, colors=[(255, 0, 0)])  # classes 1, 2, ...
+    assert tuple(red[3, 4]) == (192, 64, 64)
     assert inf.overlay_image(np.zeros((4, 5, 3)), np.zeros((4, 5), int)).shape == (4, 5, 3)
 
 

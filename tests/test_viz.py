@@ -129,3 +129,15 @@ def test_split_out_names_still_importable_from_viz():
     assert {"plot_samples", "plot_augmentations", "plot_history", "plot_per_class"} <= set(
         viz.__all__
     )
+
+
+def test_the_face_and_overlays_import_no_matplotlib():
+    # inference draws its overlays with viz.overlay: that must not pull in Matplotlib
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from unet_lib.viz import label_colors, overlay; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(viz.__file__).parents[2])

@@ -2,8 +2,6 @@
 (``charts``, ``samples``: imported on first use, so ``viz.overlay`` needs no Matplotlib).
 """
 
-from __future__ import annotations
-
 from unet_lib.lazy import lazy_face
 from unet_lib.viz.figures import SAVE_DPI, save_figure
 from unet_lib.viz.palette import IGNORE_COLOR, TRUTH_OUTLINE_COLOR, label_colors, overlay

@@ -1,7 +1,5 @@
 """Curves and scores: training curves, per-class score bars, the confusion matrix."""
 
-from __future__ import annotations
-
 import csv
 import math
 import os

@@ -2,8 +2,6 @@
 function returns its Matplotlib ``Figure`` and takes ``save=None``, a path to write it to.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from unet_lib.fileio import atomic_path

@@ -3,8 +3,6 @@ OpenCV only, so inference draws its overlays with it too). Label maps are ``(H, 
 ``(H, W, 1)`` integers, ignored pixels ``< 0``.
 """
 
-from __future__ import annotations
-
 import colorsys
 
 import cv2

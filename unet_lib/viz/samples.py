@@ -3,8 +3,6 @@
 Colours come from :func:`~unet_lib.viz.palette.label_colors`; ignored pixels (``< 0``) are grey.
 """
 
-from __future__ import annotations
-
 import math
 
 import numpy as np
