@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from unet_lib.checks import from_fields
+
 from .transforms import augment_batch, crop_batch
 
 _MASK_FILLS = ("reflect", "ignore")
@@ -79,10 +81,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, values: dict) -> AugmentConfig:
         """Builds a config from a dict (e.g. read from JSON); unknown keys raise."""
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown AugmentConfig fields {sorted(unknown)}")
-        return cls(**values)
+        return from_fields(cls, values, "AugmentConfig fields")
 
     def to_dict(self) -> dict:
         """The fields as a dict (``from_dict`` reads it back)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from unet_lib.checks import from_fields
 from unet_lib.training.registry import LOSSES, OPTIMIZERS, SCHEDULES, check_registered
 
 if TYPE_CHECKING:
@@ -152,10 +153,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        return cls(**values)
+        return from_fields(cls, values, "training options:")
 
     def augment_config(self):
         """The :class:`~unet_lib.data.AugmentConfig` of ``augment`` (``None``: off)."""
