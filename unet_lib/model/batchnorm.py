@@ -2,7 +2,7 @@
 
 Keras's :class:`keras.layers.BatchNormalization` casts a ``bfloat16`` input to ``float32`` for
 its reductions and normalisation, which on a CPU costs as much as a U-Net's full-resolution
-convolutions (docs/notes-core.md). When training in ``bfloat16``, :class:`BatchNorm` takes the
+convolutions (docs/design.md). When training in ``bfloat16``, :class:`BatchNorm` takes the
 per-channel sums from two matrix products with a row of ones (accumulated in ``float32``
 without a ``float32`` copy), shifts the input first by a gradient-free estimate ``s`` of its
 mean (the mean of its first ``SHIFT_ROWS`` pixels, so the variance does not cancel), and

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-# Pixels per training step (docs/notes-training.md: why 4 x 256^2 on a CPU)
+# Pixels per training step (docs/design.md: why 4 x 256^2 on a CPU)
 CPU_PIXELS_PER_STEP = 4 * 256 * 256
 GPU_PIXELS_PER_STEP = 16 * 512 * 512
 CPU_PATCH = 256
