@@ -126,12 +126,11 @@ _TILE_FLAGS = {
 _LABELS = dict(metavar="JSON_OR_FILE", help="mapping overriding dataset.json")
 
 
-def _inference(args: argparse.Namespace, command: str) -> dict:
+def _inference(args: argparse.Namespace, command: str, run: dict) -> dict:
     """``tta`` and ``threshold`` (``--tta`` / ``--threshold``, else the choices recorded in the
-    model's run folder), ``tile_size`` and ``overlap``."""
+    model's run folder: ``run``, its config.json), ``tile_size`` and ``overlap``."""
     from unet_lib.training import evaluation_settings
 
-    run = _run_config(args.model)
     run_tta, run_threshold = evaluation_settings(run)
     tta = {"on": True, "off": False}.get(args.tta, run_tta)
     threshold = run_threshold if args.threshold is None else args.threshold
@@ -146,9 +145,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from unet_lib.model import load_model
 
     if args.model:
-        options, labels = _inference(args, "evaluate"), args.labels
+        run = _run_config(args.model)  # read once: evaluation settings and labels
+        options, labels = _inference(args, "evaluate", run), args.labels
         if labels is None and not (Path(args.data) / "dataset.json").is_file():
-            labels = _run_config(args.model).get("labels")  # from the model's run folder
+            labels = run.get("labels")  # from the model's run folder
         report = evaluate(load_model(args.model), args.data, labels=labels, **options)
     else:
         report = evaluate_folder(args.predictions, args.data, labels=args.labels)
@@ -162,8 +162,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from unet_lib.inference import predict_folder
     from unet_lib.model import load_model
 
-    options, model = _inference(args, "predict"), load_model(args.model)
-    mapping = args.labels or _run_config(args.model).get("labels")
+    run = _run_config(args.model)
+    options, model = _inference(args, "predict", run), load_model(args.model)
+    mapping = args.labels or run.get("labels")
     written = predict_folder(
         model, args.input, args.out, mapping=mapping, overlay=args.overlay, **options
     )
