@@ -13,7 +13,7 @@ from unet_lib.lazy import lazy_face
 from .files import IMAGE_EXTENSIONS, Pair, find_pairs, list_images, read_image, read_mask
 from .folder import DatasetSummary, LoadedDataset, load_dataset, validate_dataset
 from .labels import DatasetError, LabelMapping, infer_label_mapping, load_label_mapping
-from .padding import pad_to_multiple_np, reflect_indices, unpad_np
+from .padding import as_pair, pad_to_multiple_np, reflect_indices, unpad_np
 from .splits import split_dataset
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic_dataset
 
@@ -24,6 +24,6 @@ __getattr__, __dir__ = lazy_face(__name__, _LAZY)
 __all__ = ["IMAGE_EXTENSIONS", "Pair", "find_pairs", "list_images", "read_image", "read_mask"]
 __all__ += ["DatasetSummary", "LoadedDataset", "load_dataset", "validate_dataset"]
 __all__ += ["DatasetError", "LabelMapping", "infer_label_mapping", "load_label_mapping"]
-__all__ += ["pad_to_multiple_np", "reflect_indices", "unpad_np", "split_dataset"]
+__all__ += ["as_pair", "pad_to_multiple_np", "reflect_indices", "unpad_np", "split_dataset"]
 __all__ += ["default_data_dir", "ensure_default_dataset", "make_synthetic_dataset"]
 __all__ += __getattr__.names

@@ -19,10 +19,11 @@ def reflect_indices(index: np.ndarray, n: int) -> np.ndarray:
 
 
 def as_pair(value, name: str) -> tuple[int, int]:
-    """``value`` as ``(height, width)``: an int is used for both; each must be >= 1."""
+    """``value`` as ``(height, width)``: an int is used for both; each must be a whole number
+    >= 1 (not a bool). ``name`` names the argument in the error."""
     pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}")
+    if len(pair) != 2 or any(isinstance(v, bool) or int(v) != v or v < 1 for v in pair):
+        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}.")
     return int(pair[0]), int(pair[1])
 
 

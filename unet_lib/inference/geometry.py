@@ -10,7 +10,6 @@ import weakref
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 
 from unet_lib.model import padded_size, valid_input_size, valid_output_size
 
@@ -58,14 +57,6 @@ class Geometry:
                     f"grid): use {lo} or {hi}."
                 )
         return tile
-
-
-def size_pair(size, what: str) -> tuple[int, int]:
-    """``(height, width)`` from a positive int or pair; ``what`` names the argument in errors."""
-    pair = (size, size) if isinstance(size, int | np.integer) else tuple(size)
-    if len(pair) != 2 or any(isinstance(v, bool) or int(v) != v or v < 1 for v in pair):
-        raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}.")
-    return int(pair[0]), int(pair[1])
 
 
 def unet_structure(model) -> tuple[int, int, str] | None:

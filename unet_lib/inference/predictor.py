@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unet_lib.data import as_pair
 from unet_lib.inference import tiling
 from unet_lib.inference.engine import model_forward, resolve_precision
-from unet_lib.inference.geometry import Geometry, model_geometry, size_pair
+from unet_lib.inference.geometry import Geometry, model_geometry
 
 
 @dataclass
@@ -48,7 +49,7 @@ def _validate(geom, tile_size, overlap, blend, tta, batch_size, threshold, preci
     transforms = tiling.tta_transforms(tta)
     if tile_size is None:  # a fixed-size model is always tiled
         return geom.fixed_tile, transforms
-    return geom.check_tile(size_pair(tile_size, "tile_size")), transforms
+    return geom.check_tile(as_pair(tile_size, "tile_size")), transforms
 
 
 def _labels(probabilities: np.ndarray, threshold: float) -> np.ndarray:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unet_lib.data import reflect_indices
-from unet_lib.inference.geometry import Geometry, size_pair
+from unet_lib.data import as_pair, reflect_indices
+from unet_lib.inference.geometry import Geometry
 
 BLEND_MODES = ("gaussian", "linear")
 #: Elements per row chunk when normalising / labelling in place.
@@ -76,12 +76,12 @@ def _window_1d(n: int, blend: str, sigma_fraction: float = 1 / 8) -> np.ndarray:
 def gaussian_window(size, sigma_fraction: float = 1 / 8) -> np.ndarray:
     """Separable Gaussian tile weights (1 at the centre, >= 1e-6), ``sigma = sigma_fraction *
     size``; ``size`` is an int or ``(height, width)``."""
-    return np.outer(*(_window_1d(n, "gaussian", sigma_fraction) for n in size_pair(size, "size")))
+    return np.outer(*(_window_1d(n, "gaussian", sigma_fraction) for n in as_pair(size, "size")))
 
 
 def linear_window(size) -> np.ndarray:
     """Separable tent window ``(1 - |2 (y + 0.5) / h - 1|) (1 - |2 (x + 0.5) / w - 1|)``, max 1."""
-    return np.outer(*(_window_1d(n, "linear") for n in size_pair(size, "size")))
+    return np.outer(*(_window_1d(n, "linear") for n in as_pair(size, "size")))
 
 
 def _read(image: np.ndarray, y: int, x: int, rows: int, cols: int, margin: int) -> np.ndarray:
