@@ -1,28 +1,35 @@
-"""Quality on real data: the self-configured defaults, trained on a time budget, scored on
+"""Quality on real data: the self-configured defaults and, beside them, a plain recipe
+(:mod:`benchmarks.plain_recipe`), each trained on the same split and time budget, scored on
 held-out images never used for training or model selection.
 
-    .venv/bin/python -m benchmarks.quality                    # all three, 25 min each
-    .venv/bin/python -m benchmarks.quality --minutes 0.25 --smoke   # end to end, ~2 min
-    .venv/bin/python -m benchmarks.quality --datasets isbi --json r.json --markdown r.md
+    .venv/bin/python -m benchmarks.quality                    # all four sets, both recipes
+    .venv/bin/python -m benchmarks.quality --minutes 0.25 --smoke   # end to end, ~4 min
+    .venv/bin/python -m benchmarks.quality --datasets facade --recipes defaults --resume
 
-Each data set is trained exactly as a user would with the defaults only::
+The defaults are trained exactly as a user would::
 
     python -m unet_lib train --data TRAIN --out RUN --time-budget MINUTES
 
-(in a fresh process), then its best model is scored on the test block with the
-test-time-augmentation and threshold choices the run made on its validation images
-(``eval_tta``, ``eval_threshold``). The data come from
-``UNET_SHARED_DATA`` (or ``--data-root``, default ``../shared/data``); the train / test
+(in a fresh process, as is the plain recipe), then the best model is scored on the test
+block with the test-time-augmentation and threshold choices the run made on its validation
+images (``eval_tta``, ``eval_threshold``; the plain recipe: none and 0.5). The data come
+from ``UNET_SHARED_DATA`` (or ``--data-root``, default ``../shared/data``); the train / test
 folders are made of symbolic links under ``--out``, with a ``dataset.json`` that says which
-mask value is which class. Exits 1 when a target fails (not with ``--smoke``, which only
-checks that everything runs).
+mask value is which class. Each scored run is also written to ``OUT/SET/RECIPE.json``;
+``--resume`` takes those instead of training again, so one run of everything can be spread
+over several sittings. Exits 1 when a target fails (not with ``--smoke``).
 
 * ISBI 2012: slices 0-17 train, 18-23 test; pixel error <= 0.0611 and Rand error <= 0.0382
   (the U-Net paper's challenge figures: a level to reach, on a different test block),
   membrane Dice >= 0.85.
 * DSB2018 nuclei: seeded 80/20 split of the 107 tiles; nucleus Dice >= 0.85.
-* VNC multi-class: slices 0-15 train, 16-19 test, 5 classes; mean IoU of membrane, glia,
-  mitochondria and synapse >= 0.60.
+* VNC multi-class: slices 0-15 train, 16-19 test, 5 classes; mean IoU of the five (no class
+  is named ``background``, so intracellular counts too) >= 0.60.
+* LabelMeFacade: ``split.csv`` (100 train, 106 test photographs), 9 classes; mean IoU over
+  all nine >= the plain recipe's + 0.03, and every class of more than 0.5 % of the test
+  pixels predicted somewhere.
+* Every set: the defaults at least match the plain recipe (within 0.005) on its headline
+  figure.
 """
 
 from __future__ import annotations
@@ -38,13 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import plain_recipe
 from benchmarks.bench_common import ROOT, Report
 
 HERE = Path(__file__).resolve().parent
 
 ISBI_LABELS = {"background": 255, "membrane": 0}
 DSB_LABELS = {"background": 0, "nucleus": 255}
-# intracellular is class 0, so the "foreground" means are over the other four classes
+# intracellular is class 0 but not named "background": the means are over all five classes
 VNC_LABELS = {
     "intracellular": 255,
     "membrane": [0, 32, 64, 96, 128],
@@ -56,7 +64,20 @@ DATASETS = {
     "isbi": dict(folder="isbi2012_membrane", labels=ISBI_LABELS, name="ISBI 2012"),
     "dsb": dict(folder="dsb2018_nuclei", labels=DSB_LABELS, name="DSB2018 nuclei"),
     "vnc": dict(folder="vnc_multiclass", labels=VNC_LABELS, name="VNC multi-class"),
+    # labels None: the set's own dataset.json (class indices)
+    "facade": dict(folder="labelme_facade", labels=None, name="LabelMeFacade"),
 }
+RECIPES = ("defaults", "plain")
+#: per set, the figure the two recipes are compared on: (label, key in "test", higher is better)
+HEADLINE = {
+    "isbi": ("challenge pixel error", "challenge_pixel_error", False),
+    "dsb": ("nucleus Dice", "mean_dice", True),
+    "vnc": ("mean IoU", "mean_iou", True),
+    "facade": ("mean IoU (9 classes)", "mean_iou", True),
+}
+MATCH = 0.005  # the defaults may trail the plain recipe's headline figure by at most this
+FACADE_MARGIN = 0.03  # ... and must beat it by this on the photographs
+VISIBLE_CLASS = 0.005  # a class of more than this share of the test pixels must be predicted
 TARGETS = {
     "isbi": [
         ("pixel error", "pixel_error", 0.0611, "<="),
@@ -67,7 +88,10 @@ TARGETS = {
         ("Rand error, challenge's definition", "challenge_rand_error", 0.0382, "<="),
     ],
     "dsb": [("nucleus Dice", "mean_dice", 0.85, ">=")],
-    "vnc": [("mean IoU (4 non-intracellular classes)", "mean_iou", 0.60, ">=")],
+    "vnc": [("mean IoU (5 classes)", "mean_iou", 0.60, ">=")],
+    "facade": [
+        ("classes over 0.5 % of the pixels never predicted", "unpredicted_classes", 0, "<=")
+    ],
 }
 
 
@@ -78,8 +102,16 @@ def data_root(given: Path | None) -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def split_stems(key: str, stems: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
-    """The issue's splits: ISBI 0-17 / 18-23, VNC 0-15 / 16-19, DSB seeded 80/20."""
+def split_stems(
+    key: str, stems: list[str], seed: int = 0, split_csv: Path | None = None
+) -> tuple[list[str], list[str]]:
+    """The fixed splits: ISBI 0-17 / 18-23, VNC 0-15 / 16-19, DSB seeded 80/20, the facades
+    by their ``split.csv`` (``stem,split`` rows, split ``train`` or ``test``)."""
+    if key == "facade":
+        rows = [line.split(",") for line in Path(split_csv).read_text().split()[1:]]
+        chosen = {stem: part for stem, part in rows}
+        return ([s for s in stems if chosen.get(s) == "train"],
+                [s for s in stems if chosen.get(s) == "test"])  # fmt: skip
     if key == "isbi":
         return [s for s in stems if int(s) <= 17], [s for s in stems if int(s) >= 18]
     if key == "vnc":
@@ -127,29 +159,54 @@ def isbi_challenge(model, test_dir: Path, tta, threshold: float) -> dict:
     }
 
 
-def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None) -> dict:
-    """Trains with the defaults in a fresh process and scores the test block (or, with
-    ``score_run``, scores that existing run folder's best model without training)."""
+def prepare_split(key: str, root: Path, out: Path) -> tuple[Path, Path, int, int]:
+    """The linked ``(train, test)`` folders of a set under ``out/key`` and their sizes."""
     spec = DATASETS[key]
     source = root / spec["folder"]
+    labels = spec["labels"] or json.loads((source / "dataset.json").read_text())["labels"]
     stems = sorted(p.stem for p in (source / "images").iterdir())
-    train_stems, test_stems = split_stems(key, stems)
-    train_dir = link_split(source, out / key / "train", train_stems, spec["labels"])
-    test_dir = link_split(source, out / key / "test", test_stems, spec["labels"])
-    run_dir, wall = Path(score_run) if score_run else out / key / "run", None
+    train_stems, test_stems = split_stems(key, stems, split_csv=source / "split.csv")
+    train_dir = link_split(source, out / key / "train", train_stems, labels)
+    test_dir = link_split(source, out / key / "test", test_stems, labels)
+    return train_dir, test_dir, len(train_stems), len(test_stems)
+
+
+def train_command(recipe: str, train_dir: Path, run_dir: Path, minutes: float) -> list[str]:
+    """The fresh-process command that trains ``recipe`` (``defaults`` or ``plain``)."""
+    if recipe == "plain":
+        return [sys.executable, "-m", "benchmarks.plain_recipe", "--data", str(train_dir),
+                "--out", str(run_dir), "--time-budget", str(minutes)]  # fmt: skip
+    return [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
+            "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
+            "--overwrite"]  # fmt: skip
+
+
+def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None,
+            recipe: str = "defaults") -> dict:  # fmt: skip
+    """Trains ``recipe`` in a fresh process and scores the test block (or, with
+    ``score_run``, scores that existing run folder's best model without training)."""
+    spec = DATASETS[key]
+    train_dir, test_dir, n_train, n_test = prepare_split(key, root, out)
+    run_dir = Path(score_run) if score_run else out / key / recipe
+    wall, logfile = None, out / key / f"train_{recipe}.log"
     if score_run is None:
-        command = [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
-                   "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
-                   "--overwrite"]  # fmt: skip
-        print(f"{spec['name']}: {' '.join(command[1:])}", flush=True)
+        command = train_command(recipe, train_dir, run_dir, minutes)
+        print(f"{spec['name']} ({recipe}): {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
-        with open(out / key / "train.log", "w") as stream:
+        with open(logfile, "w") as stream:
             done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
         wall = time.perf_counter() - start
         if done.returncode != 0:
-            tail = (out / key / "train.log").read_text().splitlines()[-15:]
+            tail = logfile.read_text().splitlines()[-15:]
             raise RuntimeError(f"{spec['name']}: training failed:\n" + "\n".join(tail))
+    result = score(key, run_dir, test_dir, out / key / f"evaluation_{recipe}.json")
+    result.update(recipe=recipe, train_images=n_train, test_images=n_test, wall_seconds=wall)
+    log(result)
+    return result
 
+
+def score(key: str, run_dir: Path, test_dir: Path, report_file: Path) -> dict:
+    """The test-block figures of a finished run folder's ``best.keras``."""
     from unet_lib import load_model
     from unet_lib.evaluation import evaluate, save_json
     from unet_lib.training import evaluation_settings
@@ -161,15 +218,13 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None
     start = time.perf_counter()
     report = evaluate(model, test_dir, tta=tta, threshold=threshold)
     eval_seconds = time.perf_counter() - start
-    save_json(report, out / key / "evaluation_test.json")
+    save_json(report, report_file)
+    per_class = report["per_class"]
     result = {
         "key": key,
-        "name": spec["name"],
+        "name": DATASETS[key]["name"],
         "run": str(run_dir),
-        "train_images": len(train_stems),
-        "test_images": len(test_stems),
         "train_seconds": state["train_seconds"],
-        "wall_seconds": wall,
         "epochs": state["epochs_done"],
         "steps": state["epochs_done"] * int(config["steps_per_epoch"]),
         "best_epoch": state["best_epoch"],
@@ -178,59 +233,112 @@ def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None
         "eval_threshold": threshold,
         "eval_seconds": eval_seconds,
         "config": {k: config[k] for k in ("patch_size", "batch_size", "base_filters", "depth",
-                                          "precision", "loss", "split", "steps_per_epoch")},
+                                          "precision", "loss", "split", "steps_per_epoch",
+                                          "augment", "class_weights")},
         "devices": config.get("devices", {}),
         "derived": config.get("plan", {}).get("derived", {}),
         "test": {k: report.get(k) for k in ("mean_dice", "mean_iou", "pixel_error",
                                             "pixel_accuracy", "rand_error")},
-        "per_class_iou": {n: c["iou"] for n, c in report["per_class"].items()},
-        "per_class_dice": {n: c["dice"] for n, c in report["per_class"].items()},
+        "per_class_iou": {n: c["iou"] for n, c in per_class.items()},
+        "per_class_dice": {n: c["dice"] for n, c in per_class.items()},
+        "per_class_predicted_pixels": {n: c["tp"] + c["fp"] for n, c in per_class.items()},
+        "per_class_true_pixels": {n: c["tp"] + c["fn"] for n, c in per_class.items()},
     }  # fmt: skip
+    total = sum(result["per_class_true_pixels"].values())
+    result["unpredicted"] = [n for n, t in result["per_class_true_pixels"].items()
+                             if t > VISIBLE_CLASS * total
+                             and result["per_class_predicted_pixels"][n] == 0]  # fmt: skip
+    result["test"]["unpredicted_classes"] = len(result["unpredicted"])
     if key == "isbi":
         result["test"].update(isbi_challenge(model, test_dir, tta, threshold))
-    log(result)
     return result
 
 
 def add_to_report(report: Report, results: list[dict], smoke: bool) -> None:
     rows = report.table(
-        "Held-out test figures (defaults only, time budget per data set)",
-        ["data", "train / test images", "train s", "steps", "patch", "batch", "width",
-         "precision", "TTA", "threshold", "Dice", "IoU", "pixel error", "Rand error"],
+        "Held-out test figures (time budget per data set and recipe)",
+        ["data", "recipe", "train / test images", "train s", "steps", "patch", "batch",
+         "width", "precision", "TTA", "threshold", "Dice", "IoU", "pixel error",
+         "Rand error"],
     )  # fmt: skip
-    classes = report.table("Per-class IoU on the test images", ["data", "class", "IoU", "Dice"])
-    challenge = None
+    classes = report.table(
+        "Per-class IoU on the test images",
+        ["data", "recipe", "class", "IoU", "Dice", "predicted pixels"],
+    )
     for r in results:
         c, t = r["config"], r["test"]
-        rows.append([r["name"], f"{r['train_images']} / {r['test_images']}", r["train_seconds"],
-                     r["steps"], c["patch_size"] or "whole", c["batch_size"], c["base_filters"],
+        rows.append([r["name"], r["recipe"], f"{r['train_images']} / {r['test_images']}",
+                     r["train_seconds"], r["steps"], c["patch_size"] or "whole",
+                     c["batch_size"], c["base_filters"],
                      r["devices"].get("precision", c["precision"]), r["eval_tta"],
-                     r["eval_threshold"],
-                     t["mean_dice"], t["mean_iou"], t["pixel_error"],
+                     r["eval_threshold"], t["mean_dice"], t["mean_iou"], t["pixel_error"],
                      t["rand_error"]])  # fmt: skip
         for name, iou in r["per_class_iou"].items():
-            classes.append([r["name"], name, iou, r["per_class_dice"][name]])
-        if "challenge_pixel_error" in t:
-            challenge = challenge if challenge is not None else report.table(
-                "ISBI 2012 as the challenge scored the U-Net paper (unet_lib.evaluation.challenge)",
-                ["data", "pixel error (1 - cell F)", "at threshold", "Rand error",
-                 "at threshold", "pixel / Rand error at the run's threshold"],
-            )  # fmt: skip
-            challenge.append([r["name"], t["challenge_pixel_error"],
-                              t["challenge_pixel_threshold"], t["challenge_rand_error"],
-                              t["challenge_rand_threshold"],
-                              f"{t['challenge_pixel_error_at_run_threshold']:.4f} / "
-                              f"{t['challenge_rand_error_at_run_threshold']:.4f}"])  # fmt: skip
+            classes.append([r["name"], r["recipe"], name, iou, r["per_class_dice"][name],
+                            r["per_class_predicted_pixels"][name]])  # fmt: skip
+    add_challenge_table(report, results)
+    add_comparison(report, results, smoke)
+    for r in results if not smoke else ():
+        for label, key, limit, op in TARGETS[r["key"]] if r["recipe"] == "defaults" else ():
+            report.target(f"{r['name']}: {label}", float(r["test"][key]), limit, op)
+
+
+def add_challenge_table(report: Report, results: list[dict]) -> None:
+    """ISBI 2012 as the challenge scores it, one row per recipe."""
+    rows = [r for r in results if "challenge_pixel_error" in r["test"]]
+    if not rows:
+        return
+    table = report.table(
+        "ISBI 2012 as the challenge scored the U-Net paper (unet_lib.evaluation.challenge)",
+        ["data", "recipe", "pixel error (1 - cell F)", "at threshold", "Rand error",
+         "at threshold", "pixel / Rand error at the run's threshold"],
+    )  # fmt: skip
+    for r in rows:
+        t = r["test"]
+        table.append([r["name"], r["recipe"], t["challenge_pixel_error"],
+                      t["challenge_pixel_threshold"], t["challenge_rand_error"],
+                      t["challenge_rand_threshold"],
+                      f"{t['challenge_pixel_error_at_run_threshold']:.4f} / "
+                      f"{t['challenge_rand_error_at_run_threshold']:.4f}"])  # fmt: skip
+
+
+def add_comparison(report: Report, results: list[dict], smoke: bool) -> None:
+    """Defaults against the plain recipe on each set's headline figure (and the targets)."""
+    by = {(r["key"], r["recipe"]): r for r in results}
+    keys = [k for k in DATASETS if (k, "defaults") in by and (k, "plain") in by]
+    if not keys:
+        return
+    table = report.table(
+        "Defaults against the plain recipe (same split, same budget)",
+        ["data", "figure", "defaults", "plain recipe", "difference"],
+    )
+    for key in keys:
+        label, name, higher = HEADLINE[key]
+        mine, plain = (float(by[key, r]["test"][name]) for r in RECIPES)
+        table.append([DATASETS[key]["name"], label, mine, plain, round(mine - plain, 4)])
         if smoke:
             continue
-        for label, key, limit, op in TARGETS[r["key"]]:
-            report.target(f"{r['name']}: {label}", float(t[key]), limit, op)
+        margin = FACADE_MARGIN if key == "facade" else -MATCH
+        limit = plain + margin if higher else plain - margin
+        what = f"beats the plain recipe by {margin}" if margin > 0 else "matches the plain recipe"
+        report.target(f"{DATASETS[key]['name']}: {label} {what}", mine, round(limit, 4),
+                      ">=" if higher else "<=")  # fmt: skip
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=25.0, help="training budget per set")
-    parser.add_argument("--datasets", default="isbi,dsb,vnc", help="comma-separated subset")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
+    parser.add_argument(
+        "--recipes",
+        default=",".join(RECIPES),
+        help="defaults, plain (benchmarks.plain_recipe) or both",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="take the runs already scored (OUT/SET/RECIPE.json) as they are",
+    )
     parser.add_argument("--data-root", type=Path, help="default: UNET_SHARED_DATA")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "quality")
     parser.add_argument("--smoke", action="store_true", help="check it runs; no targets")
@@ -244,8 +352,11 @@ def main(argv=None) -> int:
     unknown = sorted(set(keys) - set(DATASETS))
     if unknown:
         parser.error(f"unknown data sets {unknown}; choose from {sorted(DATASETS)}")
-    if args.score_run and len(keys) != 1:
-        parser.error("--score-run needs exactly one data set in --datasets")
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if not recipes or set(recipes) - set(RECIPES):
+        parser.error(f"--recipes {args.recipes!r}: choose from {RECIPES}")
+    if args.score_run and (len(keys) != 1 or len(recipes) != 1):
+        parser.error("--score-run needs exactly one data set in --datasets and one recipe")
     if args.score_run and not all(
         (args.score_run / f).is_file() for f in ("best.keras", "config.json", "state.json")
     ):
@@ -268,7 +379,15 @@ def main(argv=None) -> int:
               flush=True)  # fmt: skip
 
     for key in keys:
-        results.append(run_one(key, root, args.out, args.minutes, log, args.score_run))
+        for recipe in recipes:
+            saved = args.out / key / f"{recipe}.json"
+            if args.resume and saved.is_file():
+                results.append(json.loads(saved.read_text()))
+                print(f"{DATASETS[key]['name']} ({recipe}): taken from {saved}", flush=True)
+                continue
+            result = run_one(key, root, args.out, args.minutes, log, args.score_run, recipe)
+            saved.write_text(json.dumps(result, indent=1))
+            results.append(result)
     add_to_report(report, results, args.smoke)
     trained = (
         f"{args.minutes:g} training minutes per data set"
@@ -277,6 +396,7 @@ def main(argv=None) -> int:
     )
     report.note(f"{trained}; TTA and threshold: the run's eval_tta / eval_threshold, chosen on "
                 "its validation images")  # fmt: skip
+    report.note(f"plain recipe: {plain_recipe.describe()}")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(report.render())
     elapsed = time.perf_counter() - start

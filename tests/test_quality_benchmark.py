@@ -1,6 +1,6 @@
-"""benchmarks/quality.py: the splits the issue fixes, the linked folders, and (with the real
-data) a short end-to-end run of all three data sets: train with the defaults, score the
-held-out block. The 25-minute figures themselves are in benchmarks/README.md."""
+"""benchmarks/quality.py: the fixed splits, the linked folders, the comparison with the plain
+recipe, and (with the real data) a short end-to-end run of all four data sets with both
+recipes: train, score the held-out block. The 25-minute figures are in benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -31,6 +31,32 @@ def test_dsb_split_is_seeded_80_20_and_disjoint():
     assert quality.split_stems("dsb", list(reversed(stems))) == (train, test)  # order-free
 
 
+def test_facade_split_follows_split_csv(tmp_path):
+    csv = tmp_path / "split.csv"
+    csv.write_text("stem,split\na,train\nb,test\nc,train\n")
+    assert quality.split_stems("facade", ["a", "b", "c", "d"], split_csv=csv) == (["a", "c"], ["b"])
+
+
+def _result(key, recipe, value):
+    name = quality.HEADLINE[key][1]
+    return {"key": key, "recipe": recipe, "name": quality.DATASETS[key]["name"],
+            "test": {name: value}}  # fmt: skip
+
+
+def test_comparison_targets():
+    from benchmarks.bench_common import Report
+
+    report = Report()
+    results = [_result("facade", "defaults", 0.50), _result("facade", "plain", 0.46),
+               _result("dsb", "defaults", 0.886), _result("dsb", "plain", 0.89),
+               _result("isbi", "defaults", 0.056), _result("isbi", "plain", 0.05)]  # fmt: skip
+    quality.add_comparison(report, results, smoke=False)
+    passed = {t.name.split(":")[0]: t.passed for t in report.targets}
+    # facade: 0.50 >= 0.46 + 0.03; DSB: 0.886 >= 0.89 - 0.005; ISBI: error 0.056 > 0.05 + 0.005
+    assert passed == {"LabelMeFacade": True, "DSB2018 nuclei": True, "ISBI 2012": False}
+    assert quality.add_comparison(Report(), results[:1], smoke=False) is None  # no pair: no row
+
+
 def test_link_split_makes_a_dataset_folder(tmp_path):
     source = tmp_path / "src"
     for sub in ("images", "masks"):
@@ -46,8 +72,8 @@ def test_link_split_makes_a_dataset_folder(tmp_path):
 
 def test_score_run_needs_a_finished_run_folder(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.quality", "--datasets", "isbi", "--score-run",
-         str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.quality", "--datasets", "isbi", "--recipes",
+         "defaults", "--score-run", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 2 and "not a finished run folder" in done.stderr
@@ -59,11 +85,20 @@ def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--smoke", "--minutes", "0.1",
          "--data-root", str(shared_data), "--out", str(tmp_path / "runs"), "--json", str(out)],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
+        capture_output=True, text=True, timeout=1500, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = {r["key"]: r for r in json.loads(out.read_text())["results"]}
-    assert sorted(results) == ["dsb", "isbi", "vnc"]
+    runs = json.loads(out.read_text())["results"]
+    assert sorted((r["key"], r["recipe"]) for r in runs) == sorted(
+        (k, r) for k in quality.DATASETS for r in quality.RECIPES
+    )
+    plain = {r["key"]: r for r in runs if r["recipe"] == "plain"}
+    assert plain["facade"]["config"]["augment"]["flip_vertical"] is False
+    assert plain["facade"]["config"]["base_filters"] == 32 and plain["isbi"]["eval_tta"] is False
+    results = {r["key"]: r for r in runs if r["recipe"] == "defaults"}
+    facade = results["facade"]  # the photographs: upright augmentation, weighted cross-entropy
+    assert facade["config"]["loss"] == "ce" and facade["config"]["augment"]["rotate90"] is False
+    assert len(facade["per_class_iou"]) == 9 and facade["test_images"] == 106
     for r in results.values():
         assert r["steps"] > 0 and r["train_seconds"] > 0
         assert 0 <= r["test"]["mean_dice"] <= 1 and 0 <= r["test"]["pixel_error"] <= 1
@@ -80,8 +115,9 @@ def test_end_to_end_on_the_real_data(shared_data, tmp_path):
     again = tmp_path / "again.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--smoke", "--datasets", "isbi",
-         "--score-run", results["isbi"]["run"], "--data-root", str(shared_data),
-         "--out", str(tmp_path / "rescore"), "--json", str(again)],
+         "--recipes", "defaults", "--score-run", results["isbi"]["run"],
+         "--data-root", str(shared_data), "--out", str(tmp_path / "rescore"),
+         "--json", str(again)],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -136,7 +136,8 @@ def _inference(args: argparse.Namespace, command: str, run: dict) -> dict:
     threshold = run_threshold if args.threshold is None else args.threshold
     if args.tta == "auto" or args.threshold is None:
         source = Path(args.model).parent / "config.json" if run else "defaults"
-        print(f"{command}: tta {'on' if tta else 'off'}, threshold {threshold:g} ({source})")
+        shown = "on" if tta is True else "off" if tta is False else f"{tta} transforms"
+        print(f"{command}: tta {shown}, threshold {threshold:g} ({source})")
     return dict(tta=tta, threshold=threshold, tile_size=args.tile, overlap=args.overlap)
 
 

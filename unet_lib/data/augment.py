@@ -26,6 +26,8 @@ class AugmentConfig:
 
     Args:
         flip: random horizontal and vertical flips (each with probability 1/2).
+        flip_vertical: with ``flip``, the upside-down flips too; off for data with a canonical
+            up (photographs: sky on top), where only left-right mirrors are plausible.
         rotate90: random multiples of 90 degrees (0/180 only for non-square images).
         affine: random rotation (uniform in ``+-rotation_degrees``) and scale (uniform in
             ``scale_range = (low, high)``, > 1 zooms in) about the image centre.
@@ -38,6 +40,7 @@ class AugmentConfig:
     """
 
     flip: bool = True
+    flip_vertical: bool = True
     rotate90: bool = True
     affine: bool = True
     rotation_degrees: float = 15.0

@@ -27,7 +27,8 @@ def _dihedral(image, mask, weights, config, seed):
     bits = tf.random.stateless_uniform([batch, 3], seed, minval=0, maxval=4, dtype=tf.int32)
     lr = ud = tf.zeros([batch], tf.bool)
     if config.flip:
-        lr, ud = bits[:, 0] % 2 == 1, bits[:, 1] % 2 == 1
+        lr = bits[:, 0] % 2 == 1
+        ud = bits[:, 1] % 2 == 1 if config.flip_vertical else ud
     tensors = [t for t in (image, mask, weights) if t is not None]
 
     def select(cond, fn, xs):

@@ -15,12 +15,14 @@ from unet_lib.training.datasets import validation_set
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.701, 0.05))
 
 
-def evaluation_settings(config: dict) -> tuple[bool, float]:
+def evaluation_settings(config: dict) -> tuple[bool | int, float]:
     """``(tta, threshold)`` a run chose on its validation images, from its ``config.json`` as a
-    dict (``{"eval_tta": True, "eval_threshold": 0.55}``: ``(True, 0.55)``); ``False`` and
-    ``0.5`` where missing or ``"auto"`` (no validation images, or a run from before the choice)."""
-    threshold = config.get("eval_threshold", "auto")
-    return config.get("eval_tta") is True, 0.5 if threshold == "auto" else float(threshold)
+    dict (``{"eval_tta": True, "eval_threshold": 0.55}``: ``(True, 0.55)``; ``tta`` may be a
+    count of transforms, ``2``: left-right flips); ``False`` and ``0.5`` where missing or
+    ``"auto"`` (no validation images, or a run from before the choice)."""
+    threshold, tta = config.get("eval_threshold", "auto"), config.get("eval_tta", False)
+    tta = tta if isinstance(tta, bool) or (isinstance(tta, int) and 1 <= tta <= 8) else False
+    return tta, 0.5 if threshold == "auto" else float(threshold)
 
 
 def foreground_counts(p: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
@@ -41,6 +43,16 @@ def mean_dice(counts: np.ndarray) -> float:
     return float(np.mean(2 * tp[present] / denominator[present])) if present.any() else 0.0
 
 
+def trained_tta(config) -> bool | int:
+    """The test-time augmentation that matches training's: all 8 flips / turns (``True``),
+    flips only (4), left-right flips only (2) or none (``False``), as ``config.augment`` has
+    them (``inference.tta_transforms`` takes the count)."""
+    augment = config.augment_config()
+    if augment is None or not (augment.flip or augment.rotate90):
+        return False
+    return True if augment.rotate90 else 4 if augment.flip_vertical else 2
+
+
 def choose_evaluation(config, run_dir: Path, dataset, verbose: int) -> None:
     """Decides ``eval_tta`` / ``eval_threshold`` where ``"auto"`` with the run's best model
     on its validation images, and writes them (and the reason) to ``config.json``."""
@@ -49,7 +61,7 @@ def choose_evaluation(config, run_dir: Path, dataset, verbose: int) -> None:
 
     model, val = load_model(run_dir / BEST_MODEL), validation_set(config, dataset)
     thresholds = THRESHOLDS if config.num_classes == 1 else (0.5,)
-    choices = (False, True) if config.eval_tta == "auto" else (bool(config.eval_tta),)
+    choices = (False, trained_tta(config)) if config.eval_tta == "auto" else (config.eval_tta,)
     scores = {}
     for tta in choices:
         counts = dict.fromkeys(thresholds, 0)

@@ -49,6 +49,13 @@ def _class_weights(text: str):
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
 
 
+def _is_tta(value) -> bool:
+    """True, False, "auto", or a number of transforms 1..8 (``inference.tta_transforms``)."""
+    if isinstance(value, bool) or value == "auto":
+        return True
+    return isinstance(value, int) and 1 <= value <= 8
+
+
 @dataclass
 class TrainConfig:
     """Every choice of a training run; written to ``config.json`` as it was resolved."""
@@ -77,9 +84,9 @@ class TrainConfig:
     # objective
     loss: str = option("dice_ce", "a registered loss, or a keras Loss", derived=True,
                        choices=LOSSES)  # fmt: skip
-    class_weights: str | list[float] | None = option(
-        None, "'balanced' or one weight per class: 1,5,2", metavar="W", convert=_class_weights
-    )
+    class_weights: str | list[float] | None = option(None, "'balanced' or one weight per "
+                                                     "class: 1,5,2", derived=True, metavar="W",
+                                                     convert=_class_weights)  # fmt: skip
     weight_map: bool = option(False, "the U-Net paper's border weight map")
     weight_map_w0: float = option(10.0, "weight map: border weight")
     weight_map_sigma: float = option(5.0, "weight map: border width (pixels)")
@@ -114,9 +121,10 @@ class TrainConfig:
     # self-configuration (unet_lib.training.plan)
     auto_configure: bool = option(True, "deriving the options not given from the data",
                                   flag="--no-auto-configure")  # fmt: skip
-    eval_tta: bool | str = option("auto", "test-time augmentation when evaluating (auto: if it "
-                                  "helps on validation)", choices=tuple(_ON_OFF),
-                                  convert=_ON_OFF.get)  # fmt: skip
+    eval_tta: bool | int | str = option("auto", "test-time augmentation when evaluating (auto: "
+                                        "if it helps on validation, with the flips and turns "
+                                        "that training used)", choices=tuple(_ON_OFF),
+                                        convert=_ON_OFF.get)  # fmt: skip
     eval_threshold: float | str = option("auto", "binary threshold (auto: best on validation)",
                                          flag=False)  # fmt: skip
     plan: dict = option({}, "fingerprint, derived options, reasons", flag=False)
@@ -135,7 +143,7 @@ class TrainConfig:
             "batch_size must be >= 1": self.batch_size < 1,
             "val_fraction must be in [0, 1)": not 0.0 <= self.val_fraction < 1.0,
             "learning_rate must be positive": self.learning_rate <= 0,
-            "eval_tta must be True, False or 'auto'": self.eval_tta not in (True, False, "auto"),
+            "eval_tta must be True, False, 'auto' or a count 1..8": not _is_tta(self.eval_tta),
             "eval_threshold must be in (0, 1) or 'auto'": threshold != "auto"
             and not 0 < float(threshold) < 1,
         }

@@ -18,6 +18,9 @@ GPU_PATCH = 512
 VALIDATION_SHARE = 0.1  # epochs long enough that validation costs <= ~10 % of training
 MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch length
 RARE_CLASS = 0.05  # foreground classes under this share of pixels get patch oversampling
+LAYOUT_BANDS = 8  # rows (columns) are cut into this many bands to measure the layout
+CANONICAL = 0.1  # layout information from which an axis has a canonical direction
+MANY_CLASSES = 6  # from this many classes: weighted cross-entropy instead of Dice + CE
 _SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
 
 
@@ -27,7 +30,9 @@ class DatasetFingerprint:
     (``min_size`` per axis); intensities per channel in ``[0, 1]`` (percentiles 0.5, 99.5);
     each class's share of the labelled pixels; per foreground class the median
     ``sqrt(4 area / pi)`` of its components and twice the mean distance from a class pixel to
-    the nearest other pixel; ``is_stack``: numbered stems (a random split would leak)."""
+    the nearest other pixel; ``is_stack``: numbered stems (a random split would leak);
+    ``layout_rows`` / ``layout_columns``: :func:`layout_information` by rows and columns
+    (photographs with a canonical up score high by rows)."""
 
     num_pairs: int
     median_size: tuple[int, int]
@@ -41,6 +46,18 @@ class DatasetFingerprint:
     object_diameter: dict[str, float]
     object_width: dict[str, float]
     is_stack: bool
+    layout_rows: float = 0.0
+    layout_columns: float = 0.0
+
+    @property
+    def canonical_up(self) -> bool:
+        """Where a pixel's row tells its class (sky on top): no upside-down augmentation."""
+        return self.layout_rows >= CANONICAL
+
+    @property
+    def canonical_sides(self) -> bool:
+        """Where a pixel's column tells its class: no left-right mirrors either."""
+        return self.layout_columns >= CANONICAL
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +110,41 @@ def fingerprint(dataset) -> DatasetFingerprint:
         object_diameter=diameters,
         object_width=widths,
         is_stack=looks_like_stack(dataset.stems),
+        layout_rows=round(layout_information(dataset.masks, k, axis=0), 4),
+        layout_columns=round(layout_information(dataset.masks, k, axis=1), 4),
     )
+
+
+def layout_information(masks, num_classes: int, axis: int = 0, bands: int = LAYOUT_BANDS):
+    """How much a pixel's row (``axis=0``) or column (``axis=1``) tells about its class: the
+    mutual information of the class and the band (one of ``bands`` equal bands of the image
+    height or width), over the class entropy::
+
+        I(class; band) / H(class) = sum p(b, c) log(p(b, c) / (p(b) p(c))) / H(class)
+
+    0 when classes sit anywhere (microscopy: any way up is a valid image), 1 when the band
+    fixes the class. Street and facade photographs score 0.2+ by rows (sky on top, road at the
+    bottom) and near 0 by columns (docs/design.md: the figures). Ignored labels count nowhere.
+
+    Example:
+        >>> top_sky = np.repeat([[0], [1]], 4, axis=0) * np.ones((1, 8), int)  # rows 0-3: 0
+        >>> round(layout_information([top_sky], 2, axis=0), 3), layout_information([top_sky], 2, 1)
+        (1.0, 0.0)
+    """
+    joint = np.zeros((bands, num_classes))
+    for m in masks:
+        m = m[..., 0] if m.ndim == 3 else m
+        band = np.arange(m.shape[axis]) * bands // m.shape[axis]
+        band = np.broadcast_to(band[:, None] if axis == 0 else band[None, :], m.shape)
+        keep = (m >= 0) & (m < num_classes)
+        codes = band[keep] * num_classes + m[keep]
+        joint += np.bincount(codes, minlength=bands * num_classes).reshape(bands, num_classes)
+    p = joint / max(joint.sum(), 1.0)
+    p_band, p_class = p.sum(1, keepdims=True), p.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mutual = float(np.where(p > 0, p * np.log(p / (p_band * p_class)), 0.0).sum())
+    entropy = float(-(p_class[p_class > 0] * np.log(p_class[p_class > 0])).sum())
+    return float(np.clip(mutual / entropy, 0.0, 1.0)) if entropy > 1e-9 else 0.0
 
 
 def looks_like_stack(stems) -> bool:
@@ -176,21 +227,51 @@ def _plan_patch(plan, fp, gpu, device_kind, given):
 
 
 def _plan_fixed(plan, fp, gpu, time_budget_minutes) -> None:
-    """Width, loss, schedule and augmentation."""
+    """Width, loss and class weights, schedule and augmentation."""
     small = time_budget_minutes is not None and time_budget_minutes < 5 and not gpu
     reason = "budget under 5 CPU minutes: more steps beat width" if small else "nnU-Net's 32"
     plan.choose("base_filters", 16 if small else 32, reason)
-    plan.choose("loss", "dice_ce", "Dice + cross-entropy; Dice weighs every class equally")
+    _plan_objective(plan, fp)
+    plan.choose("schedule", "cosine", "cosine decay with warm-up")
+    _plan_augment(plan, fp)
+
+
+def _plan_objective(plan, fp) -> None:
+    """Dice + CE for a few classes; inverse-frequency weighted CE for many."""
+    k = len(fp.class_names)
     rare = [n for n, f in zip(fp.class_names, fp.class_fractions, strict=False) if f < 0.01]
+    if k >= MANY_CLASSES:
+        reason = (f"{k} classes (>= {MANY_CLASSES}): cross-entropy weighted by inverse class "
+                  "frequency, the many-class scene recipe (docs/design.md)")  # fmt: skip
+        plan.choose("loss", "ce", reason)
+        rarest = min(fp.class_fractions)
+        plan.choose("class_weights", "balanced", f"the rarest class ({100 * rarest:.1f} % of the "
+                    f"pixels) weighs {max(fp.class_fractions) / max(rarest, 1e-6):.0f}x the "
+                    "commonest (median-frequency balancing, up to scale)")  # fmt: skip
+        return
+    plan.choose("loss", "dice_ce", "Dice + cross-entropy; Dice weighs every class equally")
     if rare:
         plan.reasons["loss"] += f" (rare: {', '.join(rare)})"
-    plan.choose("schedule", "cosine", "cosine decay with warm-up")
-    plan.choose(
-        "augment",
-        True,
-        "flips, 90-degree rotations, +-15 degree rotation / 0.9-1.1 scale, mild intensity; "
-        "elastic deformation off (worse than these alone on ISBI 2012 in 25 minutes)",
-    )
+    plan.choose("class_weights", None, f"{k} classes: Dice already weighs them equally")
+
+
+def _plan_augment(plan, fp) -> None:
+    """All eight flips / 90-degree turns unless the layout fixes an orientation."""
+    layout = f"layout information {fp.layout_rows:.2f} by rows, {fp.layout_columns:.2f} by columns"
+    if not (fp.canonical_up or fp.canonical_sides):
+        plan.choose(
+            "augment",
+            True,
+            "flips, 90-degree rotations, +-15 degree rotation / 0.9-1.1 scale, mild intensity "
+            f"(no canonical orientation: {layout}); elastic deformation off (worse than these "
+            "alone on ISBI 2012 in 25 minutes)",
+        )
+        return
+    kept = "no flips" if fp.canonical_sides else "left-right flips only"
+    augment = {"flip": not fp.canonical_sides, "flip_vertical": False, "rotate90": False,
+               "rotation_degrees": 0.0}  # fmt: skip
+    plan.choose("augment", augment, f"a canonical orientation ({layout} >= {CANONICAL}): "
+                f"{kept}, no rotations; 0.9-1.1 scale, mild intensity")  # fmt: skip
 
 
 def describe_plan(plan: TrainingPlan, explicit=()) -> str:

@@ -19,7 +19,8 @@ class _OnFirstUse:  # a module imported on its first attribute access
 
 keras, losses = _OnFirstUse("keras"), _OnFirstUse("unet_lib.losses")
 
-#: name -> (class_weights: one per label class or None, ignore_class: a label or None) -> Loss
+#: name -> (class_weights: one per label class or None; ``train`` passes None, its class weights
+#: come as per-pixel sample weights, ignore_class: a label or None) -> Loss
 LOSSES = {
     "dice_ce": lambda w, i: losses.DiceCELoss(class_weights=w, ignore_class=i),
     "dice": lambda w, i: losses.DiceLoss(ignore_class=i),
@@ -93,6 +94,6 @@ def make_optimizer(config, steps_per_epoch: int):
 
 def make_loss(config, *, ignore: bool = False):
     """The loss named (or given) by ``config.loss``; ``ignore``: pixels labelled
-    ``IGNORE_LABEL`` count nowhere."""
-    weights = config.class_weights if isinstance(config.class_weights, list) else None
-    return resolve(config.loss, LOSSES, weights, IGNORE_LABEL if ignore else None)
+    ``IGNORE_LABEL`` count nowhere. ``config.class_weights`` reach the loss once, as the
+    per-pixel sample weights of the training data (``datasets.sample_weights``), not here."""
+    return resolve(config.loss, LOSSES, None, IGNORE_LABEL if ignore else None)
