@@ -82,7 +82,8 @@ def _as_weights(sample_weights, masks):
     """``None``, per-image scalars ``(N,)`` or per-pixel maps (list of ``(H, W)``)."""
     if sample_weights is None:
         return None, None
-    if np.ndim(sample_weights) == 1 and len(sample_weights) == len(masks):
+    scalars = all(np.ndim(w) == 0 for w in sample_weights)  # maps may differ in size
+    if scalars and len(sample_weights) == len(masks):
         return [np.float32(w) for w in sample_weights], "image"
     if len(sample_weights) != len(masks):
         raise ValueError(f"{len(sample_weights)} sample weights for {len(masks)} images")
