@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 import matplotlib
@@ -103,3 +104,76 @@ def test_plot_confusion_matrix(tmp_path):
         charts.plot_confusion_matrix(matrix, ["bg", "a"])
     with pytest.raises(ValueError, match="square"):
         charts.plot_confusion_matrix([[1, 2, 3]], ["a"])
+
+
+# Lowest val_loss at epoch 2 (0.40), highest val_dice at epoch 3 (0.65): best.keras is epoch 3.
+SPLIT_BEST = {
+    "epoch": [1.0, 2.0, 3.0],  # RUN/history.csv and TrainResult.history count from 1
+    "loss": [0.9, 0.5, 0.3],
+    "dice": [0.2, 0.6, 0.7],
+    "val_loss": [1.0, 0.40, 0.45],
+    "val_dice": [0.1, 0.5, 0.65],
+}
+
+
+def _stars(ax):
+    return [line for line in ax.lines if line.get_marker() == "*"]
+
+
+def test_history_csv_epochs_are_not_shifted(tmp_path):
+    path = tmp_path / "history.csv"  # as RunCheckpoint writes it: epochs from 1
+    path.write_text("epoch,dice,loss,val_dice,val_loss\n1,0.2,0.9,0.1,1.0\n2,0.6,0.5,0.5,0.4\n")
+    curves = charts.history_curves(path)
+    np.testing.assert_array_equal(curves.panels["loss"]["train"][0], [1, 2])
+    np.testing.assert_array_equal(curves.panels["dice"]["val"], [[1, 2], [0.1, 0.5]])
+    fig = charts.plot_history(path)
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [1, 2])
+    # a dict from a resumed run (epochs 4, 5) keeps its numbers; no epoch column: from 1
+    resumed = charts.history_curves({"epoch": [4, 5], "loss": [0.3, 0.2]})
+    np.testing.assert_array_equal(resumed.panels["loss"]["train"][0], [4, 5])
+    plain = charts.history_curves({"loss": [0.3, 0.2, 0.1]})
+    np.testing.assert_array_equal(plain.panels["loss"]["train"][0], [1, 2, 3])
+
+
+def test_best_epoch_is_the_checkpoints_choice_not_the_lowest_loss():
+    curves = charts.history_curves(SPLIT_BEST)
+    assert (curves.best_epoch, curves.monitor) == (3, "val_dice")
+    fig = charts.plot_history(SPLIT_BEST)
+    loss_ax, dice_ax = fig.axes
+    # one star per panel, on the validation line at epoch 3: val_loss 0.45, val_dice 0.65
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in _stars(loss_ax)] == [(3, 0.45)]
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in _stars(dice_ax)] == [(3, 0.65)]
+    assert "best val_dice" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    # the plotted lines are the series history_curves builds
+    for ax, name in ((loss_ax, "loss"), (dice_ax, "dice")):
+        for line, label in zip(ax.lines[:2], ("train", "val"), strict=True):
+            x, y = curves.panels[name][label]
+            np.testing.assert_array_equal(line.get_xdata(), x)
+            np.testing.assert_array_equal(line.get_ydata(), y)
+    by_loss = charts.history_curves(SPLIT_BEST, monitor="val_loss", mode="min")
+    assert by_loss.best_epoch == 2  # argmin [1.0, 0.40, 0.45]
+    assert not _stars(charts.plot_history(SPLIT_BEST, monitor=None).axes[0])
+
+
+@pytest.mark.parametrize(
+    ("history", "best", "monitor"),
+    [
+        ({"val_dice": [0.5, 0.7, 0.7]}, 2, "val_dice"),  # a tie keeps the first (strict >)
+        ({"val_dice": [math.nan, 0.3, math.nan]}, 2, "val_dice"),  # NaN never wins
+        ({"val_dice": [math.nan, math.nan]}, None, "val_dice"),  # no finite score: no best
+        ({"loss": [0.5, 0.4], "dice": [0.3, 0.2]}, 1, "dice"),  # no validation: dice
+        ({"loss": [0.5, 0.4]}, None, None),  # no Dice at all
+        ({"epoch": [0, 1, 2], "val_dice": [0.1, 0.9, 0.2]}, 2, "val_dice"),  # CSVLogger, +1
+    ],
+)
+def test_best_epoch_edge_cases(history, best, monitor):
+    curves = charts.history_curves(history)
+    assert (curves.best_epoch, curves.monitor) == (best, monitor)
+
+
+def test_best_star_on_the_train_line_without_validation():
+    fig = charts.plot_history({"loss": [0.5, 0.4], "dice": [0.3, 0.2]})
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in _stars(fig.axes[1])] == [(1, 0.3)]
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in _stars(fig.axes[0])] == [(1, 0.5)]
+    with pytest.raises(ValueError, match="mode"):
+        charts.history_curves(HISTORY, mode="highest")

@@ -11,15 +11,25 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
+import warnings
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
 from unet_lib.data.synthetic import make_synthetic_dataset
-from unet_lib.training.callbacks import read_history, read_state
+from unet_lib.training.callbacks import (
+    EarlyStop,
+    RunCheckpoint,
+    TrainingCurves,
+    read_history,
+    read_state,
+)
 from unet_lib.training.loop import TrainConfig, train
+from unet_lib.viz import charts
 
 # A model and data small enough for a few seconds per run on a 2-core CPU.
 TINY = dict(depth=2, base_filters=4, batch_size=4, verbose=0)
@@ -39,7 +49,8 @@ def _weights(model):
 def test_run_folder_holds_everything(tiny_data, tmp_path):
     run = tmp_path / "run"
     result = train(tiny_data, run, epochs=2, **TINY)
-    for name in ("config.json", "history.csv", "best.keras", "last.keras", "state.json"):
+    names = ("config.json", "history.csv", "best.keras", "last.keras", "state.json", "curves.png")
+    for name in names:
         assert (run / name).is_file(), name
     assert not list(run.glob(".*tmp*")), "temporary files left behind"
     config = json.loads((run / "config.json").read_text())
@@ -59,6 +70,14 @@ def test_run_folder_holds_everything(tiny_data, tmp_path):
     assert state["finished"] and state["epochs_done"] == 2
     assert state["best_epoch"] in (1, 2)
     assert result.history["epoch"] == [1.0, 2.0]
+    # curves.png, redrawn each epoch: its series are history.csv's epochs, its star best.keras'
+    assert cv2.imread(str(run / "curves.png")) is not None
+    curves = charts.history_curves(run / "history.csv", metrics=TrainingCurves.METRICS)
+    assert list(curves.panels) == ["loss", "dice"]
+    for name in ("loss", "dice"):
+        for label in ("train", "val"):
+            np.testing.assert_array_equal(curves.panels[name][label][0], [1, 2])
+    assert (curves.best_epoch, curves.monitor) == (state["best_epoch"], "val_dice")
     loaded = keras.saving.load_model(run / "best.keras", safe_mode=True)
     x = np.zeros((1, 32, 32, 1), "float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0))
@@ -287,3 +306,118 @@ def test_one_learning_rate_rule_for_epochs_and_time_budgets():
     assert TimeBudget(60, 1e-3, schedule="constant").learning_rate_at(0.5) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="plateau.*cannot follow a time budget"):
         TrainConfig(schedule="plateau", time_budget_minutes=1)
+
+
+class _NoModel:  # what RunCheckpoint / EarlyStop use of a model when nothing is written
+    stop_training = False
+
+
+def _drive(callbacks, scores):
+    """Ends one epoch per score in ``scores`` (val_dice) on ``callbacks``; returns the epochs
+    after which training was asked to stop."""
+    model, stops = _NoModel(), []
+    for c in callbacks:
+        c.set_model(model)
+    for epoch, score in enumerate(scores):
+        for c in callbacks:
+            c.on_epoch_end(epoch, {"loss": 0.5, "val_dice": score})
+        if model.stop_training:
+            stops.append(epoch + 1)
+            model.stop_training = False
+    return stops
+
+
+def test_early_stop_counts_epochs_since_the_checkpoints_best(tmp_path):
+    # val_dice 0.5 0.7 0.6 0.7 0.65: best 0.7 at epoch 2 (the second 0.7 is not better), so
+    # epochs 3 and 4 are stale: patience 2 stops after epoch 4, patience 3 after epoch 5.
+    scores = [0.5, 0.7, 0.6, 0.7, 0.65]
+    for patience, stop in ((2, 4), (3, 5), (4, None)):
+        checkpoint = RunCheckpoint(tmp_path, is_chief=False)  # not chief: writes nothing
+        early = EarlyStop(checkpoint, patience)
+        stops = _drive([checkpoint, early], scores)
+        assert (stops[0] if stops else None) == stop, patience
+        assert early.stopped == (stop is not None) and checkpoint.best_epoch == 2
+    # NaN scores never count as better: stale from the start
+    checkpoint = RunCheckpoint(tmp_path, is_chief=False)
+    assert _drive([checkpoint, EarlyStop(checkpoint, 2)], [float("nan")] * 3) == [2, 3]
+    # a resumed run keeps counting from state.json: 4 epochs done, best at 2
+    resumed = {"epochs_done": 4, "best_epoch": 2, "best_score": 0.7}
+    checkpoint = RunCheckpoint(tmp_path, is_chief=False, initial_state=resumed)
+    assert EarlyStop(checkpoint, 2).due() and not EarlyStop(checkpoint, 3).due()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="early_stopping"):
+            EarlyStop(checkpoint, bad)
+        with pytest.raises(ValueError, match="early_stopping must be a whole number >= 1"):
+            TrainConfig(early_stopping=bad)
+
+
+def test_early_stopping_run_records_why(tiny_data, tmp_path, capsys):
+    # A learning rate of 1e-12 leaves float32 weights unchanged (the step is below their
+    # precision) and without batch norm nothing else changes: val_dice is the same every
+    # epoch, never better than epoch 1's, so patience 1 stops after epoch 2 of 10.
+    run = tmp_path / "run"
+    options = {**TINY, "verbose": 2, "batch_norm": False, "deterministic": True}
+    result = train(tiny_data, run, epochs=10, learning_rate=1e-12, early_stopping=1, **options)
+    state = read_state(run)
+    assert state["finished"] and state["stopped_reason"] == "early_stopping"
+    assert state["epochs_done"] == 2 and state["best_epoch"] == 1
+    assert result.history["epoch"] == [1.0, 2.0]
+    assert "early stopping after epoch 2: val_dice has not improved for 1 epochs" in (
+        capsys.readouterr().out
+    )
+
+
+def test_training_curves_warn_once_and_never_stop_training(tmp_path):
+    history = {"epoch": [1.0], "loss": [0.5], "val_loss": [0.6], "val_dice": [0.4]}
+    fake = types.SimpleNamespace(  # the RunCheckpoint attributes the curves read
+        history=history, epochs_done=1, is_chief=True, monitor="val_dice", mode="max",
+        run_dir=tmp_path,
+    )  # fmt: skip
+    curves = TrainingCurves(fake)
+    curves.on_epoch_end(0)
+    assert cv2.imread(str(tmp_path / "curves.png")) is not None  # loss, and Dice: val only
+    (tmp_path / "file").write_text("not a folder")
+    broken = TrainingCurves(fake, tmp_path / "file" / "curves.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for done in (1, 2, 3):
+            fake.epochs_done = done
+            broken.on_epoch_end(done - 1)  # raises nothing
+    assert len(caught) == 1 and "could not draw" in str(caught[0].message)
+    assert broken.failed
+    fake.is_chief = False  # only the chief draws
+    other = TrainingCurves(fake, tmp_path / "other.png")
+    other.on_epoch_end(0)
+    assert not (tmp_path / "other.png").exists()
+
+
+def test_training_goes_on_without_matplotlib(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import fails: as not installed
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="could not draw .*curves.png") as caught:
+        train(tiny_data, run, epochs=2, **TINY)
+    assert len([w for w in caught if "could not draw" in str(w.message)]) == 1  # once
+    assert read_state(run)["epochs_done"] == 2 and not (run / "curves.png").exists()
+
+
+def test_tensorboard_logs_are_written(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    run = tmp_path / "run"
+    result = train(tiny_data, run, epochs=2, tensorboard=True, **TINY)
+    assert list((run / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    for folder, key in (("train", "loss"), ("validation", "val_loss")):
+        events = EventAccumulator(str(run / "tensorboard" / folder)).Reload()
+        logged = events.Tensors("epoch_loss")  # one scalar per epoch, steps from 0
+        assert [e.step for e in logged] == [0, 1]
+        values = [float(make_ndarray(e.tensor_proto)) for e in logged]
+        np.testing.assert_allclose(values, result.history[key], rtol=1e-6)
+
+
+def test_missing_tensorboard_fails_before_training(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # find_spec: not installed
+    run = tmp_path / "run"
+    with pytest.raises(ModuleNotFoundError, match=r"--tensorboard .*pip install tensorboard"):
+        train(tiny_data, run, epochs=1, tensorboard=True, **TINY)
+    assert not run.exists()  # nothing started

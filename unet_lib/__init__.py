@@ -11,6 +11,8 @@ Example:
 
 from unet_lib.lazy import lazy_face
 
+#: The one place the version is written: pyproject.toml reads it (``[tool.setuptools.dynamic]``),
+#: ``python -m unet_lib --version`` prints it.
 __version__ = "0.1.0"
 
 #: The value that marks ignored pixels in the integer label maps made by the data layer.

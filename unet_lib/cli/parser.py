@@ -1,15 +1,22 @@
 """Command line: ``python -m unet_lib <command> ...``: ``check`` and ``generate`` here, the
 workflow (train, evaluate, predict, demo) in :mod:`unet_lib.cli.workflow`. Each command is a
 :data:`COMMANDS` entry; errors print one line (a traceback with ``--traceback``) and exit 1;
-heavy imports wait for the command's run function."""
+heavy imports wait for the command's run function. Run as a program, it keeps TensorFlow's
+C++ start-up lines off the terminal (:func:`quiet_tensorflow`)."""
 
 import argparse
+import contextlib
+import importlib.util
 import os
+import re
 import sys
+import tempfile
 
+from unet_lib import __version__
 from unet_lib.cli.workflow import COMMANDS as WORKFLOW_COMMANDS
 
-__all__ = ["COMMANDS", "add_command", "build_parser", "main"]
+__all__ = ["COMMANDS", "add_command", "build_parser", "is_tensorflow_noise", "main"]
+__all__ += ["quiet_tensorflow"]
 
 
 def _run_check(args: argparse.Namespace) -> int:  # a DatasetError: main lists its problems
@@ -42,8 +49,10 @@ def _run_generate(args: argparse.Namespace) -> int:
 COMMANDS = {
     "check": (
         "validate a dataset folder (images/, masks/, optional dataset.json)",
-        "Validate a dataset folder before training: print its summary, or list every problem "
-        "(one per line, naming the file) and exit 1.",
+        "Validate a dataset folder before training: print its summary (pairs, multi-page TIFF "
+        "stacks and their pages, sizes, channels, classes), or list every problem (one per "
+        "line, naming the file) and exit 1. Masks: grey values, palette PNG indices, or RGB "
+        'colours mapped in dataset.json as {"labels": {"sky": [0, 128, 128], ...}}.',
         {
             "--data": dict(required=True, metavar="DIR", help="folder with images/ and masks/"),
             "--labels": dict(
@@ -108,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the full Python traceback on errors (or set UNET_TRACEBACK=1)",
     )
+    parser.add_argument("--version", action="version", version=f"unet_lib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help, description, flags, run) in COMMANDS.items():
         flags = flags() if callable(flags) else flags
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help or a usage error: argparse already printed
         return e.code if isinstance(e.code, int) else 2
+    if argv is None:  # the program itself, not a call from Python: quiet TensorFlow
+        quiet_tensorflow(args)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
@@ -137,6 +149,65 @@ def main(argv: list[str] | None = None) -> int:
             text = "\n".join([getattr(error, "header", "dataset problems:"), *error.problems])
         print(text, file=sys.stderr)
         return 1
+
+
+#: TensorFlow's start-up lines on stderr: absl's banner, C++ INFO / WARNING lines
+#: (``I0000 00:00:...``: oneDNN, CUDA drivers, CPU instructions) and their continuation.
+_TF_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:"
+    r"|To enable the following instructions:"
+)
+
+
+def is_tensorflow_noise(line: str) -> bool:
+    """Whether a stderr line is TensorFlow start-up chatter: :data:`_TF_NOISE`, or the
+    ``failed call to cuInit`` error on a machine without an NVIDIA driver (with one, the
+    error says why the GPU is not used, so it stays)."""
+    if _TF_NOISE.match(line):
+        return True
+    return "failed call to cuInit" in line and not os.path.exists("/proc/driver/nvidia")
+
+
+def quiet_tensorflow(args: argparse.Namespace) -> None:
+    """Unless the user set ``TF_CPP_MIN_LOG_LEVEL``: sets it to 2 (TensorFlow's C++ INFO and
+    WARNING lines off) and, for a command that trains or loads a model, imports TensorFlow
+    and lists its devices with stderr filtered by :func:`is_tensorflow_noise`: lines printed
+    before that setting applies (absl's banner, cuInit on a CPU machine). Other lines, and
+    an import error, stay for the command to report."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    needs_model = args.command in ("train", "demo") or getattr(args, "model", None) is not None
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if not needs_model or backend != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    with _stderr_without(is_tensorflow_noise), contextlib.suppress(Exception):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def _stderr_without(drop):
+    """Runs the block with the process's stderr (file descriptor 2, where C++ logs go) sent to
+    a temporary file, then writes back the lines that ``drop`` does not match."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode(errors="replace").splitlines()
+            kept = [line for line in lines if not drop(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 if __name__ == "__main__":

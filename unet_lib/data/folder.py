@@ -1,31 +1,45 @@
 """Dataset folders (``images/`` and ``masks/`` paired by stem, optional ``dataset.json``):
-validation (every problem at once) and loading into memory. The public names of ``files``,
-``labels`` and ``splits`` are re-exported here.
+reading ``dataset.json``, validation (every problem at once) and loading into memory. The
+public names of ``files``, ``labels`` and ``splits`` are re-exported here.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import files
-from .files import IMAGE_EXTENSIONS, Pair, find_pairs, list_images, read_image, read_mask
+from .files import (
+    IMAGE_EXTENSIONS,
+    Pair,
+    count_pages,
+    find_pairs,
+    list_images,
+    read_image,
+    read_labels,
+    read_mask,
+)
 from .labels import (
     DATASET_JSON,
+    EXAMPLE_JSON,
     MAX_MASK_VALUE,
     DatasetError,
     LabelMapping,
     infer_label_mapping,
-    load_label_mapping,
+    pack_rgb,
+    suggested_json,
 )
 from .splits import split_dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "Pair", "find_pairs", "list_images", "read_image", "read_mask"]
-__all__ += ["DatasetError", "LabelMapping", "infer_label_mapping", "load_label_mapping"]
-__all__ += ["DatasetSummary", "validate_dataset", "LoadedDataset", "load_dataset", "split_dataset"]
+__all__ = ["IMAGE_EXTENSIONS", "Pair", "count_pages", "find_pairs", "list_images", "read_image"]
+__all__ += ["read_labels", "read_mask", "pack_rgb", "DatasetError", "LabelMapping"]
+__all__ += ["infer_label_mapping", "load_label_mapping", "DatasetSummary", "validate_dataset"]
+__all__ += ["LoadedDataset", "load_dataset", "split_dataset"]
 
 _SOURCE_TEXT = {
     "argument": "from the labels argument",
@@ -40,7 +54,7 @@ class DatasetSummary:
     ``(H, W)`` -> number of pairs; ``channels`` after conversion; ``class_pixel_shares``: class
     -> share of the labelled pixels; ``ignored_share`` of all pixels; ``mapping_source``
     (``"argument"``, ``"dataset.json"`` or ``"inferred"``); ``stored_channels``: stored count
-    (alpha dropped) -> number of images."""
+    (alpha dropped) -> number of images; ``stacks``: multi-page image file -> its pages."""
 
     data_dir: Path
     num_pairs: int
@@ -51,6 +65,7 @@ class DatasetSummary:
     ignored_share: float = 0.0
     mapping_source: str = "inferred"
     stored_channels: dict[int, int] = field(default_factory=dict)
+    stacks: dict[str, int] = field(default_factory=dict)
 
     def format(self) -> str:
         """Human-readable multi-line summary."""
@@ -61,24 +76,34 @@ class DatasetSummary:
         lines = [
             f"dataset {self.data_dir}: OK",
             f"  pairs:    {self.num_pairs}",
+            *[f"  stacks:   {_stacks_text(self.stacks)}  (one pair per page)"] * bool(self.stacks),
             f"  sizes:    {sizes}  (H x W, number of pairs)",
             f"  channels: {self.channels}{conv}",
             f"  classes:  {m.num_classes}, {'binary' if m.is_binary else 'multi-class'}, mapping "
             + _SOURCE_TEXT.get(self.mapping_source, self.mapping_source),
         ]
         width = max(len(n) for n in m.class_names)
+        what = "colours" if m.colours else "values"
         for k, (name, vs) in enumerate(zip(m.class_names, m.values, strict=True)):
-            share, vals = self.class_pixel_shares.get(name, 0.0), ", ".join(map(str, vs))
+            share = self.class_pixel_shares.get(name, 0.0)
+            vals = ", ".join(map(m.format_value, vs))
             lines.append(
-                f"    {k}  {name:<{width}}  {100 * share:6.2f} % of pixels  (mask values {vals})"
+                f"    {k}  {name:<{width}}  {100 * share:6.2f} % of pixels  (mask {what} {vals})"
             )
         if m.ignore_value is not None:
             share = f"{100 * self.ignored_share:.2f} % of pixels"
-            lines.append(f"    ignored (mask value {m.ignore_value}): {share}")
+            lines.append(
+                f"    ignored (mask {what[:-1]} {m.format_value(m.ignore_value)}): {share}"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _stacks_text(stacks: dict[str, int]) -> str:
+    shown = [f"{name} ({n} pages)" for name, n in list(stacks.items())[:5]]
+    return ", ".join(shown) + (f", ... ({len(stacks)} stacks)" if len(stacks) > 5 else "")
 
 
 @dataclass
@@ -127,28 +152,47 @@ def _value_counts(mask: np.ndarray) -> dict[int, int]:
     return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
-def _read_pairs(pairs: list[Pair], problems: list[str], keep: bool):
-    """Images and raw masks (when ``keep``), value counts, stored channels and size tally."""
+def _read_pairs(pairs: list[Pair], problems: list[str], keep: bool, colours: bool):
+    """Images and raw masks (when ``keep``), value counts, stored channels and size tally;
+    colour masks read without a colour mapping become one problem."""
     images, raws, counts, native_c, sizes = {}, {}, {}, {}, Counter()
+    rgb: dict[Path, set] = {}  # colour masks without a colour mapping -> their colours
     for pair in pairs:
-        img = _collect(problems, files.read_stored_image, pair.image_path)
-        mask = _collect(problems, read_mask, pair.mask_path)
+        img = _collect(problems, files.read_stored_image, pair.image_path, pair.page)
+        found = _collect(problems, files.mask_values, pair.mask_path, pair.page, colours)
+        mask, packed = found if found is not None else (None, False)
         if img is not None:
             native_c[pair.stem] = img.shape[2]
-        if mask is not None:
+        if packed and not colours:
+            rgb.setdefault(pair.mask_path, set()).update(np.unique(mask).tolist())
+        elif mask is not None:
             counts[pair.stem] = _value_counts(mask)
         if img is not None and mask is not None:
             if img.shape[:2] != mask.shape:
+                page = "" if pair.page is None else f" page {pair.page}"
                 problems.append(
-                    f"{pair.image_path}: size {img.shape[0]}x{img.shape[1]} (HxW) differs from "
-                    f"its mask {pair.mask_path} {mask.shape[0]}x{mask.shape[1]}; "
+                    f"{pair.image_path}{page}: size {img.shape[0]}x{img.shape[1]} (HxW) differs "
+                    f"from its mask {pair.mask_path} {mask.shape[0]}x{mask.shape[1]}; "
                     "resize or crop one of them"
                 )
             else:
                 sizes[img.shape[:2]] += 1
         if keep:
             images[pair.stem], raws[pair.stem] = img, mask
+    if rgb:
+        problems.append(_colour_problem(rgb))
     return images, raws, counts, native_c, sizes
+
+
+def _colour_problem(rgb: dict[Path, set]) -> str:
+    """The one line for colour masks read without a colour mapping: how to write it."""
+    first, colours = next(iter(rgb)), set().union(*rgb.values())
+    where = first.parent.parent / DATASET_JSON
+    return (
+        f"{first}: colour (RGB) mask ({len(rgb)} such masks, {len(colours)} colours); map the "
+        f"colours to classes in {where}, e.g. {suggested_json(colours, colours=True)} "
+        "([R, G, B] lists, background first), or save masks with one grey value per class"
+    )
 
 
 def _channel_target(channels, native_c: dict, pairs: list[Pair], problems: list[str]):
@@ -182,9 +226,12 @@ def _check_values(mapping, data_dir, pairs, counts, problems):
     if mapping is not None:
         known = mapping.known_values()
         for pair in pairs:
-            bad = set(counts.get(pair.stem, ())) - known
-            if bad:
-                problems.append(mapping.unknown_message(pair.mask_path, bad))
+            found = counts.get(pair.stem, {})
+            if bad := set(found) - known:
+                where = (
+                    pair.mask_path if pair.page is None else f"{pair.mask_path} page {pair.page}"
+                )
+                problems.append(mapping.unknown_message(where, bad, found))
     return mapping
 
 
@@ -210,7 +257,8 @@ def _scan(data_dir, labels, channels, keep: bool):
     mapping = _collect(problems, load_label_mapping, data_dir, labels)
     readable = len(problems) == before  # the given mapping (if any) could be read
     source = "inferred" if mapping is None else "argument" if labels is not None else DATASET_JSON
-    images, raws, counts, native_c, sizes = _read_pairs(pairs, problems, keep)
+    colours = mapping is not None and mapping.colours
+    images, raws, counts, native_c, sizes = _read_pairs(pairs, problems, keep, colours)
     target = _channel_target(channels, native_c, pairs, problems)
     if readable:
         mapping = _check_values(mapping, data_dir, pairs, counts, problems)
@@ -223,9 +271,11 @@ def _scan(data_dir, labels, channels, keep: bool):
         )
     shares, ignored = _shares(mapping, counts)
     stored = dict(Counter(native_c.values()))
+    stacks = dict(Counter(p.image_path.name for p in pairs if p.page is not None))
     summary = DatasetSummary(
-        data_dir, len(pairs), dict(sizes), int(target), mapping, shares, ignored, source, stored
-    )
+        data_dir, len(pairs), dict(sizes), int(target), mapping, shares, ignored, source, stored,
+        stacks,
+    )  # fmt: skip
     return summary, pairs, images, raws
 
 
@@ -263,3 +313,52 @@ def load_dataset(
     images = [files.convert_channels(images.pop(p.stem), channels, p.image_path) for p in pairs]
     masks = [mapping.encode(raws.pop(p.stem), p.mask_path) for p in pairs]
     return LoadedDataset(images, masks, [p.stem for p in pairs], mapping, channels)
+
+
+def load_label_mapping(
+    data_dir: str | Path, labels: LabelMapping | dict | str | Path | None = None
+) -> LabelMapping | None:
+    """The mapping given as ``labels`` (a :class:`LabelMapping`, a dict in the ``dataset.json``
+    form, a JSON string starting with ``{`` or the path of a JSON file), else the one in
+    ``data_dir/dataset.json``, else ``None``. An unreadable or malformed JSON file or string
+    raises a DatasetError naming it and the fix."""
+    if isinstance(labels, LabelMapping):
+        return labels
+    source = "labels argument"
+    if labels is None:
+        path = Path(data_dir) / DATASET_JSON
+        if not path.is_file():
+            return None
+        source, d = str(path), _read_json(path)
+    elif isinstance(labels, dict):
+        d = labels
+    elif isinstance(labels, str) and labels.lstrip().startswith("{"):
+        try:
+            d = json.loads(labels)
+        except json.JSONDecodeError as e:
+            raise DatasetError(
+                f"{source}: not valid JSON ({e}); write e.g. '{EXAMPLE_JSON}'"
+            ) from None
+    elif isinstance(labels, str | Path):
+        path = Path(labels)
+        if not path.is_file():
+            raise DatasetError(
+                f"{path}: labels file not found; give a JSON file or a JSON string such as "
+                f"'{EXAMPLE_JSON}'"
+            )
+        source, d = str(path), _read_json(path)
+    else:
+        raise TypeError(f"labels must be a LabelMapping, dict, JSON string or path, got {labels!r}")
+    try:
+        return LabelMapping.from_dict(d)
+    except ValueError as e:
+        raise DatasetError(f"{source}: {e}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e}); fix it, e.g. {EXAMPLE_JSON}") from None

@@ -108,7 +108,7 @@ def _file_source(data_dir, labels, channels):
     """``(dataset, number of pairs, set of (H, W) sizes)`` of pairs read from the folder one
     at a time, after validating it (each file read once and dropped): with a cache file the
     data is never held whole (data larger than memory)."""
-    from .folder import find_pairs, read_image, read_mask, validate_dataset
+    from .folder import find_pairs, read_image, read_labels, validate_dataset
 
     summary = validate_dataset(data_dir, labels=labels, channels=channels)
     pairs = find_pairs(data_dir)
@@ -116,8 +116,8 @@ def _file_source(data_dir, labels, channels):
 
     def generate():
         for pair in pairs:
-            image = read_image(pair.image_path, channels=depth)
-            mask = mapping.encode(read_mask(pair.mask_path), pair.mask_path)
+            image = read_image(pair.image_path, channels=depth, page=pair.page)
+            mask = read_labels(pair.mask_path, mapping, pair.page)
             yield image, mask.astype(np.int32)[..., None]
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=_specs(depth))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_lib import IGNORE_LABEL
-from unet_lib.data import DatasetError, LoadedDataset, list_images, load_dataset, read_mask
+from unet_lib.data import DatasetError, LoadedDataset, list_images, load_dataset, read_labels
 from unet_lib.evaluation.scoring import Scorer
 
 __all__ = ["evaluate", "evaluate_folder"]
@@ -95,7 +95,7 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
     mapping = dataset.mapping
     for stem, truth in zip(dataset.stems, dataset.masks, strict=True):
         path = files[stem]
-        labels = mapping.encode(read_mask(path), path)
+        labels = read_labels(path, mapping)
         if labels.shape != truth.shape:
             raise DatasetError(
                 f"{path}: size {labels.shape[0]}x{labels.shape[1]} (HxW) differs from the mask "

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from unet_lib import viz
-from unet_lib.data import IMAGE_EXTENSIONS, load_label_mapping, read_image
+from unet_lib.data import IMAGE_EXTENSIONS, count_pages, load_label_mapping, page_stems, read_image
 from unet_lib.fileio import atomic_path
 from unet_lib.inference.predictor import check_options, predict
 
@@ -36,12 +36,13 @@ def save_mask(labels, path, mapping=None, *, binary: bool | None = None) -> Path
     """Save an ``(H, W)`` integer label map as a grey PNG; returns the path.
 
     With a ``mapping`` (a ``LabelMapping``: anything with ``decode``) pixels get the dataset's
-    grey values. Without one, binary maps (``binary``; ``None``: labels <= 1) are saved as
-    0 / 255, others as the class indices.
+    grey values (its RGB colours for a colour mapping: an RGB PNG). Without one, binary maps
+    (``binary``; ``None``: labels <= 1) are saved as 0 / 255, others as the class indices.
     """
     labels = _check_labels(labels)
     if mapping is not None:
-        return _write(path, np.asarray(mapping.decode(labels)))
+        values = np.asarray(mapping.decode(labels))
+        return _write(path, values[..., ::-1] if values.ndim == 3 else values)  # RGB -> BGR
     if labels.size and labels.min() < 0:
         raise ValueError("labels hold negative values; pass the dataset's mapping.")
     top = int(labels.max()) if labels.size else 0
@@ -90,7 +91,8 @@ def _image_files(source: Path, out_dir: Path) -> list[Path]:
 def predict_folder(
     model, source, out_dir, *, mapping=None, channels=None, overlay=False, alpha=0.5, **kwargs
 ) -> list[Path]:
-    """Predict every image of a folder (sorted) or one file; returns the paths written.
+    """Predict every image of a folder (sorted) or one file (each page of a multi-page TIFF);
+    returns the paths written.
 
     Masks go to ``out_dir/<stem>.png`` (:func:`save_mask`; ``mapping``: a ``LabelMapping``, a
     ``dataset.json`` dict / path / JSON string, or ``None``), with ``overlay`` also
@@ -110,10 +112,11 @@ def predict_folder(
         )
     channels = channels or (model.input_shape[-1] if model.input_shape[-1] in (1, 3) else None)
     written = []
-    for path in files:
-        image, base = read_image(path, channels), out_dir / path.stem
-        labels = predict(model, image, **kwargs).labels
-        written.append(save_mask(labels, f"{base}.png", mapping, binary=num_classes == 1))
-        if overlay:
-            written.append(save_overlay(image, labels, f"{base}_overlay.png", alpha))
+    for path in files:  # a multi-page TIFF: each page, as NAME_000.png, NAME_001.png, ...
+        for stem, page in page_stems(path.stem, count_pages(path)):
+            image, base = read_image(path, channels, page=page), out_dir / stem
+            labels = predict(model, image, **kwargs).labels
+            written.append(save_mask(labels, f"{base}.png", mapping, binary=num_classes == 1))
+            if overlay:
+                written.append(save_overlay(image, labels, f"{base}_overlay.png", alpha))
     return written

@@ -1,16 +1,20 @@
 """Keras callbacks for a run folder: ``last.keras`` (with the optimizer state), ``best.keras``,
 ``history.csv`` and ``state.json``, each written atomically and ``state.json`` last (after a
-crash a rerun resumes from whole files, losing at most the running epoch); NaN; time budget."""
+crash a rerun resumes from whole files, losing at most the running epoch); NaN; time budget;
+``curves.png``; early stopping; TensorBoard (checked before training starts)."""
 
 import csv
+import importlib.util
 import io
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import keras
 
+from unet_lib.checks import is_int
 from unet_lib.fileio import write_json_atomic, write_text_atomic
 from unet_lib.model import save_model
 from unet_lib.training.registry import SCHEDULES
@@ -19,6 +23,8 @@ STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
 LAST_MODEL = "last.keras"
 BEST_MODEL = "best.keras"
+CURVES_FILE = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def read_state(run_dir: str | Path) -> dict | None:
@@ -166,6 +172,122 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.fraction_used() >= 1.0:
             self.exhausted = self.model.stop_training = True
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Redraws ``RUN/curves.png`` after the epochs that ``checkpoint`` recorded: loss and Dice,
+    train and validation, the epoch of ``best.keras`` starred, from the checkpoint's history
+    (what ``history.csv`` holds); at most once per ``min_seconds`` (a drawing takes about a
+    second, which short epochs under a time budget would feel) and at the end of training.
+    Only the chief draws; Matplotlib is imported at the first drawing; a failure to draw (no
+    Matplotlib, a full disk) never stops training: it warns once and draws no more. Goes
+    after ``checkpoint`` in the callback list.
+    """
+
+    METRICS = ("loss", "dice")
+
+    def __init__(self, checkpoint: RunCheckpoint, path=None, min_seconds: float = 60.0):
+        super().__init__()
+        self.checkpoint, self.min_seconds = checkpoint, min_seconds
+        self.path = Path(path) if path is not None else checkpoint.run_dir / CURVES_FILE
+        self.failed, self._drawn, self._last = False, 0, -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self._last >= self.min_seconds:
+            self._update()
+
+    def on_train_end(self, logs=None):
+        self._update()
+
+    def _update(self) -> None:
+        done = self.checkpoint.epochs_done
+        if self.failed or not self.checkpoint.is_chief or done == self._drawn:
+            return  # nothing new (a diverged epoch is not recorded)
+        try:
+            self.draw()
+            self._drawn, self._last = done, time.monotonic()
+        except Exception as error:  # a picture is never worth a stopped run
+            self.failed = True
+            warnings.warn(
+                f"train: could not draw {self.path} ({type(error).__name__}: {error}); "
+                "training goes on without it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def draw(self) -> Path:
+        """Writes the picture (atomically) from the checkpoint's history; returns its path."""
+        import matplotlib.pyplot as plt
+
+        from unet_lib import viz
+
+        history = self.checkpoint.history
+        metrics = [m for m in self.METRICS if m in history or f"val_{m}" in history]
+        c = self.checkpoint
+        fig = viz.plot_history(history, metrics=metrics, monitor=c.monitor, mode=c.mode)
+        try:
+            viz.save_figure(fig, self.path)
+        finally:
+            plt.close(fig)
+        return self.path
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Stops training after ``patience`` epochs in a row without a better score of the metric
+    that keeps ``best.keras`` (``checkpoint.monitor``: ``val_dice``, higher is better), like
+    ``keras.callbacks.EarlyStopping(patience=...)``; counted from ``checkpoint.best_epoch``,
+    which ``state.json`` keeps, so a resumed run goes on counting where it stopped.
+    ``stopped``: ``True`` once it stopped training. Goes after ``checkpoint``.
+
+    Example: patience 2, best score at epoch 3, epochs 4 and 5 no better: stops after 5.
+    """
+
+    def __init__(self, checkpoint: RunCheckpoint, patience: int, *, verbose: int = 0):
+        super().__init__()
+        if not is_int(patience) or patience < 1:
+            raise ValueError(f"early_stopping (--early-stopping) must be >= 1, got {patience!r}")
+        self.checkpoint, self.patience, self.verbose = checkpoint, int(patience), verbose
+        self.stopped = False
+
+    def stale_epochs(self) -> int:
+        """Epochs recorded since the best one (all of them before a finite score)."""
+        return self.checkpoint.epochs_done - (self.checkpoint.best_epoch or 0)
+
+    def due(self) -> bool:
+        """Whether training should stop now (also true of a resumed run that had stopped)."""
+        return self.stale_epochs() >= self.patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.checkpoint.diverged or not self.due():
+            return
+        self.stopped = self.model.stop_training = True
+        if self.verbose:
+            c = self.checkpoint
+            best = "no finite score yet" if c.best_epoch is None else (
+                f"best {c.best_score:.4f} at epoch {c.best_epoch}"
+            )  # fmt: skip
+            print(
+                f"train: early stopping after epoch {c.epochs_done}: {c.monitor} has not "
+                f"improved for {self.stale_epochs()} epochs ({best})"
+            )
+
+
+def check_tensorboard() -> None:
+    """Raises, before any training, when TensorBoard logs cannot be written: Keras' callback
+    needs the ``tensorboard`` package (TensorFlow 2.21 no longer installs it) and would fail
+    only after the first epoch started."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError(
+            "--tensorboard (tensorboard=True) needs the tensorboard package, which is not "
+            "installed: pip install tensorboard (or pip install 'unet_lib[tensorflow]')"
+        )
+
+
+def tensorboard_callback(run_dir) -> keras.callbacks.Callback:
+    """Keras' TensorBoard callback writing to ``RUN/tensorboard`` (:func:`check_tensorboard`
+    first); view the logs with ``tensorboard --logdir RUN/tensorboard``."""
+    check_tensorboard()
+    return keras.callbacks.TensorBoard(str(Path(run_dir) / TENSORBOARD_DIR))
 
 
 def _finite(value) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unet_lib.checks import from_fields
+from unet_lib.checks import from_fields, is_int
 from unet_lib.training.registry import LOSSES, OPTIMIZERS, SCHEDULES, check_registered
 
 if TYPE_CHECKING:
@@ -111,6 +111,10 @@ class TrainConfig:
                                         derived=True)  # fmt: skip
     augment: dict | bool = option(True, "augmentation (a dict: AugmentConfig fields)",
                                   derived=True, flag="--no-augment")  # fmt: skip
+    early_stopping: int | None = option(
+        None, "stop after this many epochs without a better validation Dice (none: off)",
+        metavar="PATIENCE",
+    )  # fmt: skip
     # run
     seed: int = option(0, "seed of weights, split, shuffling, augmentation")
     deterministic: bool = option(False, "reproducible on this CPU (slower)")
@@ -143,6 +147,8 @@ class TrainConfig:
             "batch_size must be >= 1": self.batch_size < 1,
             "val_fraction must be in [0, 1)": not 0.0 <= self.val_fraction < 1.0,
             "learning_rate must be positive": self.learning_rate <= 0,
+            "early_stopping must be a whole number >= 1 or None": self.early_stopping is not None
+            and not (is_int(self.early_stopping) and self.early_stopping >= 1),
             "eval_tta must be True, False, 'auto' or a count 1..8": not _is_tta(self.eval_tta),
             "eval_threshold must be in (0, 1) or 'auto'": threshold != "auto"
             and not 0 < float(threshold) < 1,

@@ -35,7 +35,8 @@ def train(
 
     Args:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
-        tensorboard: Also write TensorBoard logs to ``out_dir/tensorboard``.
+        tensorboard: Also write TensorBoard logs to ``out_dir/tensorboard`` (needs the
+            ``tensorboard`` package: checked before anything else).
         overwrite: Start afresh even if ``out_dir`` holds a run.
         callbacks: Extra Keras callbacks, run after the library's own.
         devices: ``"cpu:2"``, ``"gpu:0,1"``, ... (default: ``UNET_DEVICES``, else every GPU,
@@ -50,6 +51,8 @@ def train(
     """
     run_dir = Path(out_dir)
     config = TrainConfig(data=str(data), **options)
+    if tensorboard:
+        run_callbacks.check_tensorboard()
     state = None if overwrite else run_callbacks.read_state(run_dir)
     if state is not None:
         config = config_for_resume(run_dir, config)
@@ -73,7 +76,8 @@ def train(
 
 
 def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verbose):
-    """``model.fit`` with the run's callbacks, then ``extra``; ``(checkpoint, guard, budget)``."""
+    """``model.fit`` with the run's callbacks, then ``extra``; returns
+    ``(checkpoint, guard, budget, early)`` (``budget``, ``early``: ``None`` when not used)."""
     train_ds, val_ds, steps = data
     monitor = "val_dice" if val_ds is not None else "dice"
     checkpoint = run_callbacks.RunCheckpoint(
@@ -89,21 +93,36 @@ def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verb
     elif config.schedule == "plateau":  # halves the rate when validation stops improving
         plateau = dict(monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6)
         scheduling = [keras.callbacks.ReduceLROnPlateau(**plateau)]
-    if tensorboard:
-        scheduling.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+    watchers, early = _watchers(config, checkpoint, tensorboard, verbose)
     initial_epoch = state["epochs_done"] if state else 0
-    if initial_epoch < epochs and (budget is None or budget.seconds_used < budget.budget_seconds):
+    if early is not None and early.due():  # resumed after it had stopped (state not final)
+        early.stopped = True
+    elif initial_epoch < epochs and (budget is None or budget.seconds_used < budget.budget_seconds):
         model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
-            callbacks=[guard, checkpoint, *scheduling, *(extra or [])],
+            callbacks=[guard, checkpoint, *watchers, *scheduling, *(extra or [])],
             shuffle=False,  # the pipeline shuffles, seeded
             verbose=verbose,
         )
-    return checkpoint, guard, budget
+    return checkpoint, guard, budget, early
+
+
+def _watchers(config, checkpoint, tensorboard: bool, verbose: int):
+    """``(callbacks, early)``: what reads ``checkpoint`` after each epoch: ``curves.png``
+    (chief), early stopping (``config.early_stopping``, else ``early`` is ``None``) and
+    TensorBoard logs; they go right after the checkpoint."""
+    watchers = [run_callbacks.TrainingCurves(checkpoint)] if checkpoint.is_chief else []
+    early = None
+    if config.early_stopping is not None:
+        early = run_callbacks.EarlyStop(checkpoint, config.early_stopping, verbose=verbose)
+        watchers.append(early)
+    if tensorboard:
+        watchers.append(run_callbacks.tensorboard_callback(checkpoint.run_dir))
+    return watchers, early
 
 
 def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, verbose: int):
@@ -197,7 +216,7 @@ def _model(config, settings, run_dir: Path, state, steps: int, mapping, val_padd
     return model
 
 
-def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, val_ds, verbose):
+def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, early, val_ds, verbose):
     """Raises on a NaN loss; else chooses evaluation settings, marks the run finished."""
     if guard.where is not None:
         epoch, batch = guard.where
@@ -208,6 +227,7 @@ def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, val_d
             "Lower --learning-rate, or check the data for NaN/Inf values."
         )
     reason = "time_budget" if budget is not None and budget.exhausted else "epochs"
+    reason = "early_stopping" if early is not None and early.stopped else reason
     auto = "auto" in (config.eval_tta, config.eval_threshold)
     if auto and val_ds is not None and runtime.is_chief(settings):
         choose_evaluation(config, run_dir, dataset, verbose)

@@ -7,7 +7,7 @@ from unet_lib.viz.figures import SAVE_DPI, save_figure
 from unet_lib.viz.palette import IGNORE_COLOR, TRUTH_OUTLINE_COLOR, label_colors, overlay
 
 _LAZY = {
-    "charts": "plot_confusion_matrix plot_history plot_per_class",
+    "charts": "plot_confusion_matrix plot_history plot_per_class history_curves HistoryCurves",
     "samples": "plot_augmentations plot_prediction plot_samples",
 }
 __getattr__, __dir__ = lazy_face(__name__, _LAZY)

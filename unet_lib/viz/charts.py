@@ -4,6 +4,7 @@ import csv
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,16 +13,23 @@ from matplotlib.ticker import MaxNLocator
 
 from unet_lib.viz.figures import finish, grid
 
-__all__ = ["plot_confusion_matrix", "plot_history", "plot_per_class"]
+__all__ = ["plot_confusion_matrix", "plot_history", "plot_per_class", "history_curves"]
+__all__ += ["HistoryCurves"]
+
+#: What ``plot_history`` marks by default: the metric and direction that choose ``best.keras``
+#: (``unet_lib.training.RunCheckpoint``).
+BEST_MONITOR, BEST_MODE = "val_dice", "max"
 
 
 def _read_history(history) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """``(columns, epochs)`` from a dict, a Keras History or a CSVLogger file."""
+    """``(columns, epochs)`` from a dict, a Keras History or a CSV file; epochs from 1."""
     epochs = None
     if isinstance(history, str | os.PathLike):
         path = Path(history)
         if not path.is_file():
-            raise FileNotFoundError(f"history CSV {path} not found: pass the CSVLogger file.")
+            raise FileNotFoundError(
+                f"history CSV {path} not found: pass RUN/history.csv or a CSVLogger file."
+            )
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
         if not rows:
@@ -34,35 +42,97 @@ def _read_history(history) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     elif hasattr(history, "history") and isinstance(history.history, Mapping):
         data = dict(history.history)
         if getattr(history, "epoch", None):
-            epochs = np.asarray(history.epoch, np.float64) + 1
+            epochs = np.asarray(history.epoch, np.float64) + 1  # History counts from 0
     elif isinstance(history, Mapping):
         data = dict(history)
     else:
         raise TypeError(
-            "history must be a dict of lists, a keras History or a CSVLogger path, "
+            "history must be a dict of lists, a keras History or a history CSV path, "
             f"got {type(history).__name__}."
         )
     columns = {k: np.asarray(v, np.float64).reshape(-1) for k, v in data.items()}
-    if "epoch" in columns:
-        epochs = columns.pop("epoch") + 1  # CSVLogger counts from 0
+    if "epoch" in columns:  # unet_lib's history.csv counts from 1, keras' CSVLogger from 0
+        epochs = columns.pop("epoch")
+        epochs = epochs + 1 if epochs.size and epochs[0] == 0 else epochs
     return columns, epochs
 
 
-def plot_history(history, *, metrics=None, log_loss: bool = False, ncols: int = 3, save=None):
-    """Training curves: one panel per metric (``ncols`` per row), train and validation lines,
-    epochs counted from 1, the best validation loss marked.
+@dataclass(frozen=True)
+class HistoryCurves:
+    """The data :func:`plot_history` draws, made by :func:`history_curves`.
 
-    ``history``: a dict ``name -> list``, a keras ``History`` or a ``CSVLogger`` file's path.
+    Attributes:
+        panels: metric name (``loss`` first) -> ``{"train": (epochs, values), "val": ...}``,
+            a line only where the history has the column (``dice`` / ``val_dice``); epochs
+            are counted from 1, as in ``history.csv``.
+        best_epoch: the epoch whose ``monitor`` value is best (``None`` without a finite
+            value or without the column); the first one on a tie, as the checkpoint keeps it.
+        monitor: the column that chose ``best_epoch`` (``val_dice``, or ``dice`` for a run
+            without validation), ``None`` when the history has neither.
+    """
+
+    panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+    best_epoch: int | None
+    monitor: str | None
+
+
+def history_curves(history, *, metrics=None, monitor=BEST_MONITOR, mode=BEST_MODE):
+    """The lines of the training curves and the best epoch, without drawing anything.
+
+    ``history`` and ``metrics`` as in :func:`plot_history`. The best epoch is chosen like
+    ``best.keras``: the highest (``mode="max"``) or lowest (``"min"``) finite value of
+    ``monitor``, falling back to the name without ``val_`` when there is no validation.
+
+    Example:
+        >>> c = history_curves({"epoch": [1, 2], "val_dice": [0.5, 0.7], "loss": [1.0, 0.8]})
+        >>> c.best_epoch, c.panels["loss"]["train"][0].tolist()
+        (2, [1.0, 2.0])
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    columns, epochs = _read_history(history)
+
+    def line(key):  # (epochs, values) of one column
+        y = columns[key]
+        x = epochs[: y.size] if epochs is not None else np.arange(1, y.size + 1, dtype=float)
+        return x, y
+
+    panels = {}
+    for name in _metric_names(columns, metrics):
+        keys = (("train", name), ("val", f"val_{name}"))
+        panels[name] = {label: line(key) for label, key in keys if key in columns}
+    found = [m for m in (monitor, (monitor or "").removeprefix("val_")) if m and m in columns]
+    best = None
+    if found:
+        x, y = line(found[0])
+        worst = -np.inf if mode == "max" else np.inf
+        scores = np.where(np.isfinite(y), y, worst)
+        if np.isfinite(y).any():
+            best = int(x[np.argmax(scores) if mode == "max" else np.argmin(scores)])
+    return HistoryCurves(panels, best, found[0] if found else None)
+
+
+def plot_history(
+    history, *, metrics=None, monitor=BEST_MONITOR, mode=BEST_MODE, log_loss: bool = False,
+    ncols: int = 3, save=None,
+):  # fmt: skip
+    """Training curves: one panel per metric (``ncols`` per row), train and validation lines,
+    epochs counted from 1, the best epoch starred on every panel.
+
+    ``history``: a dict ``name -> list`` (``TrainResult.history``), a keras ``History``, or
+    the path of ``RUN/history.csv`` (epochs from 1) or of a ``CSVLogger`` file (from 0).
     ``metrics``: names to plot (``val_`` prefixes dropped), default all, ``loss`` first.
+    ``monitor`` / ``mode``: the column and direction that pick the best epoch, by default
+    those that choose ``best.keras`` (highest ``val_dice``); ``monitor=None``: no mark.
     ``log_loss``: log scale for the ``loss`` panels (positive values only).
     """
-    columns, epochs = _read_history(history)
-    names = _metric_names(columns, metrics)
+    curves = history_curves(history, metrics=metrics, monitor=monitor, mode=mode)
+    names = list(curves.panels)
     ncols = max(1, min(int(ncols), len(names)))
     nrows = math.ceil(len(names) / ncols)
     fig, axes = grid(nrows, ncols, (4.0 * ncols, 3.0 * nrows))
     for ax, name in zip(axes.ravel(), names, strict=False):
-        _plot_metric(ax, name, columns, epochs, log_loss)
+        _plot_metric(ax, name, curves, log_loss)
     for ax in axes.ravel()[len(names) :]:
         fig.delaxes(ax)
     return finish(fig, save)
@@ -86,20 +156,21 @@ def _metric_names(columns, metrics) -> list[str]:
     return names
 
 
-def _plot_metric(ax, name: str, columns: dict, epochs, log_loss: bool) -> None:
-    """One panel: the train and validation curves of ``name``, the best validation loss."""
-    for key, label, style in ((name, "train", "-"), (f"val_{name}", "val", "--")):
-        if key not in columns:
-            continue
-        y = columns[key]
-        x = epochs[: y.size] if epochs is not None else np.arange(1, y.size + 1)
-        marker = "o" if y.size <= 30 else None
-        ax.plot(x, y, style, marker=marker, markersize=3, label=label)
-        if label == "val" and "loss" in name and np.isfinite(y).any():
-            best = int(np.nanargmin(y))
-            ax.plot(x[best], y[best], "*", color="k", markersize=9, label="best val")
+def _plot_metric(ax, name: str, curves: HistoryCurves, log_loss: bool) -> None:
+    """One panel: the train and validation lines of ``name``, the best epoch starred (on the
+    validation line, else the training line)."""
+    lines = curves.panels[name]
+    for label, style in (("train", "-"), ("val", "--")):
+        if label in lines:
+            x, y = lines[label]
+            ax.plot(x, y, style, marker="o" if y.size <= 30 else None, markersize=3, label=label)
+    x, y = lines.get("val", lines.get("train"))
+    at = np.flatnonzero(x == curves.best_epoch) if curves.best_epoch is not None else []
+    if len(at) and np.isfinite(y[at[0]]):
+        best = f"best {curves.monitor}"
+        ax.plot(x[at[0]], y[at[0]], "*", color="k", markersize=9, label=best)
     if log_loss and "loss" in name:
-        values = np.concatenate([columns[k] for k in (name, f"val_{name}") if k in columns])
+        values = np.concatenate([values for _, values in lines.values()])
         if np.all(values[np.isfinite(values)] > 0):
             ax.set_yscale("log")
     ax.set_title(name, fontsize=10)
