@@ -20,6 +20,7 @@ from .files import (
     count_pages,
     find_pairs,
     list_images,
+    page_stems,
     read_image,
     read_labels,
     read_mask,
@@ -37,7 +38,7 @@ from .labels import (
 from .splits import split_dataset
 
 __all__ = ["IMAGE_EXTENSIONS", "Pair", "count_pages", "find_pairs", "list_images", "read_image"]
-__all__ += ["read_labels", "read_mask", "pack_rgb", "DatasetError", "LabelMapping"]
+__all__ += ["page_stems", "read_labels", "read_mask", "pack_rgb", "DatasetError", "LabelMapping"]
 __all__ += ["infer_label_mapping", "load_label_mapping", "DatasetSummary", "validate_dataset"]
 __all__ += ["LoadedDataset", "load_dataset", "split_dataset"]
 
