@@ -9,7 +9,7 @@ import numpy as np
 from unet_lib.fileio import write_json_atomic
 from unet_lib.targets import label_confusion_counts
 from unet_lib.training.callbacks import BEST_MODEL
-from unet_lib.training.config import CONFIG_FILE
+from unet_lib.training.config import CONFIG_FILE, is_tta_setting
 from unet_lib.training.datasets import validation_set
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.701, 0.05))
@@ -21,7 +21,7 @@ def evaluation_settings(config: dict) -> tuple[bool | int, float]:
     count of transforms, ``2``: left-right flips); ``False`` and ``0.5`` where missing or
     ``"auto"`` (no validation images, or a run from before the choice)."""
     threshold, tta = config.get("eval_threshold", "auto"), config.get("eval_tta", False)
-    tta = tta if isinstance(tta, bool) or (isinstance(tta, int) and 1 <= tta <= 8) else False
+    tta = tta if is_tta_setting(tta) and tta != "auto" else False
     return tta, 0.5 if threshold == "auto" else float(threshold)
 
 

@@ -49,7 +49,7 @@ def _class_weights(text: str):
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
 
 
-def _is_tta(value) -> bool:
+def is_tta_setting(value) -> bool:
     """True, False, "auto", or a number of transforms 1..8 (``inference.tta_transforms``)."""
     if isinstance(value, bool) or value == "auto":
         return True
@@ -139,7 +139,7 @@ class TrainConfig:
                 setattr(self, name, os.fspath(getattr(self, name)))
         for name, table in (("loss", LOSSES), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             check_registered(name, getattr(self, name), table)
-        budget, threshold = self.time_budget_minutes, self.eval_threshold
+        budget, threshold, tta = self.time_budget_minutes, self.eval_threshold, self.eval_tta
         problems = {
             f"split must be one of {SPLITS}": self.split not in SPLITS,
             "epochs must be >= 1": budget is None and self.epochs < 1,
@@ -149,7 +149,7 @@ class TrainConfig:
             "learning_rate must be positive": self.learning_rate <= 0,
             "early_stopping must be a whole number >= 1 or None": self.early_stopping is not None
             and not (is_int(self.early_stopping) and self.early_stopping >= 1),
-            "eval_tta must be True, False, 'auto' or a count 1..8": not _is_tta(self.eval_tta),
+            "eval_tta must be True, False, 'auto' or a count 1..8": not is_tta_setting(tta),
             "eval_threshold must be in (0, 1) or 'auto'": threshold != "auto"
             and not 0 < float(threshold) < 1,
         }
