@@ -54,7 +54,7 @@ def test_train_options_reach_the_configuration(data, tmp_path):
 def test_evaluate_model_writes_the_json_keys(run, data, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(["evaluate", "--model", str(run / "best.keras"), "--data", str(data),
-                 "--json", str(out)])  # fmt: skip
+                 "--json", str(out), "--split", "all"])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
     for key in ("mean_dice", "mean_iou", "pixel_accuracy", "per_class", "per_image", "rand_error"):
@@ -63,6 +63,38 @@ def test_evaluate_model_writes_the_json_keys(run, data, tmp_path, capsys):
     assert set(report["per_class"]["membrane"]) >= {"dice", "iou", "precision", "recall"}
     assert len(report["per_image"]) == 8 and "stem" in report["per_image"][0]
     assert "mean Dice" in capsys.readouterr().out
+
+
+def test_evaluate_scores_the_runs_validation_images_by_default(run, data, tmp_path, capsys):
+    config = json.loads((run / "config.json").read_text())
+    model = str(run / "best.keras")
+    for split, expected in ((None, config["val_stems"]), ("train", config["train_stems"])):
+        out = tmp_path / f"{split}.json"
+        extra = [] if split is None else ["--split", split]
+        assert main(["evaluate", "--model", model, "--data", str(data), "--json", str(out),
+                     *extra]) == 0  # fmt: skip
+        stems = [r["stem"] for r in json.loads(out.read_text())["per_image"]]
+        assert sorted(stems) == sorted(expected)  # 8 images at 0.2: 2 validate, 6 train
+    said = capsys.readouterr().out
+    assert "the run's 2 validation images (--split val" in said
+    assert "the run's 6 training images (--split train" in said
+
+
+def test_evaluate_split_needs_the_folder_the_run_trained_on(run, data, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(data, other)  # the same images elsewhere: not the run's folder
+    model = str(run / "best.keras")
+    assert main(["evaluate", "--model", model, "--data", str(other)]) == 0  # default: all
+    assert "every image of" in capsys.readouterr().out
+    assert main(["evaluate", "--model", model, "--data", str(other), "--split", "val"]) == 1
+    assert "give --data the folder the run trained on" in capsys.readouterr().err
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    assert main(["evaluate", "--predictions", str(pred), "--data", str(data), "--split",
+                 "val"]) == 1  # fmt: skip
+    assert "needs --model" in capsys.readouterr().err
 
 
 def test_evaluate_and_predict_follow_the_runs_tta_and_threshold(run, data, tmp_path, capsys):
@@ -102,7 +134,7 @@ def test_predict_then_score_the_folder_equals_scoring_the_model(run, data, tmp_p
     assert set(values.tolist()) <= {0, 255}  # the dataset's own encoding
     from_model, from_folder = tmp_path / "model.json", tmp_path / "folder.json"
     assert main(["evaluate", "--model", str(run / "best.keras"), "--data", str(data),
-                 "--json", str(from_model)]) == 0  # fmt: skip
+                 "--json", str(from_model), "--split", "all"]) == 0  # fmt: skip
     assert main(["evaluate", "--predictions", str(masks), "--data", str(data),
                  "--json", str(from_folder)]) == 0  # fmt: skip
     a, b = json.loads(from_model.read_text()), json.loads(from_folder.read_text())

@@ -146,17 +146,46 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from unet_lib.model import load_model
 
     if args.model:
-        run = _run_config(args.model)  # read once: evaluation settings and labels
+        run = _run_config(args.model)  # read once: evaluation settings, labels, split
         options, labels = _inference(args, "evaluate", run), args.labels
         if labels is None and not (Path(args.data) / "dataset.json").is_file():
             labels = run.get("labels")  # from the model's run folder
-        report = evaluate(load_model(args.model), args.data, labels=labels, **options)
+        stems = _split_stems(args, run)
+        report = evaluate(load_model(args.model), args.data, labels=labels, stems=stems, **options)
     else:
+        if args.split not in (None, "all"):
+            raise ValueError(f"--split {args.split} needs --model (its run folder has the split)")
         report = evaluate_folder(args.predictions, args.data, labels=args.labels)
     print(format_report(report))
     if args.json:
         print(f"evaluate: wrote {save_json(report, args.json)}")
     return 0
+
+
+def _split_stems(args: argparse.Namespace, run: dict) -> list[str] | None:
+    """The stems ``--split`` selects (``None``: every image), and a line saying which: by
+    default the run's validation images when ``--data`` is the folder the run trained on
+    (scoring its training images would flatter the model), every image otherwise."""
+    trained_here = (
+        bool(run.get("data")) and Path(run["data"]).resolve() == Path(args.data).resolve()
+    )
+    split = args.split or ("val" if trained_here and run.get("val_stems") else "all")
+    if split == "all":
+        print(f"evaluate: every image of {args.data} (--split all)")
+        return None
+    if not trained_here:
+        where = f"it trained on {run['data']}" if run.get("data") else "no run config.json"
+        raise ValueError(
+            f"--split {split} scores the run's own {split} images: give --data the folder the "
+            f"run trained on ({where}) and keep config.json beside the model"
+        )
+    stems = list(run.get(f"{split}_stems") or [])
+    if not stems:
+        raise ValueError(f"--split {split}: the run has no {split} images; use --split all")
+    name = "validation" if split == "val" else "training"
+    print(f"evaluate: the run's {len(stems)} {name} images (--split {split}; --split all for "
+          "every image)")  # fmt: skip
+    return stems
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -213,6 +242,11 @@ COMMANDS = {
             "--data": dict(required=True, metavar="DIR", help="folder with images/, masks/"),
             "--labels": _LABELS,
             "--json": dict(metavar="OUT", help="write the results as JSON"),
+            "--split": dict(
+                choices=("val", "train", "all"),
+                help="with --model: the run's validation or training images, or every image "
+                "(default: val when --data is the folder the run trained on, else all)",
+            ),
             **_TILE_FLAGS,
             "--model": dict(group="!", metavar="FILE", help="a .keras model (e.g. RUN/best.keras)"),
             "--predictions": dict(group="!", metavar="DIR", help="predicted masks, same stems"),
