@@ -156,7 +156,7 @@ def test_evaluate_with_a_tiny_model_end_to_end(isbi):
     model = unet_lib.build_unet((None, None, 1), 1, depth=2, base_filters=2)
     dataset = load_dataset(data)
     for tta in (False, True):
-        r = evaluate(model, data, tta=tta, stems=["s0", "s2"], verbose=1)
+        r = evaluate(model, data, tta=tta, stems=["s0", "s2"], verbose=1 + tta)  # bar, lines
         labels = [predict(model, dataset.images[i], tta=tta).labels for i in (0, 2)]
         direct = score_label_maps([truths[0], truths[2]], labels, ["background", "membrane"])
         assert r["num_images"] == 2 and r["settings"]["tta"] is tta

@@ -148,3 +148,30 @@ def test_bad_early_stopping_is_refused(patience):
 
     with pytest.raises(ValueError, match=f"early_stopping must be .*got {patience}"):
         TrainConfig(early_stopping=patience)
+
+
+def test_a_time_budget_shows_the_minutes_not_a_million_epochs(tmp_path, capsys):
+    from unet_lib.data.synthetic import make_synthetic_dataset
+    from unet_lib.training import train
+
+    data = make_synthetic_dataset(tmp_path / "d", num_images=6, size=32, seed=1)
+    train(data, tmp_path / "run", time_budget_minutes=0.05, depth=2, base_filters=2,
+          batch_size=2, eval_tta=False, verbose=2)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Epoch 1 (0.0 of 0.05 min used)" in out and "/1000000" not in out
+
+
+def test_evaluate_and_predict_show_a_progress_bar(tmp_path, capsys):
+    from unet_lib.data.synthetic import make_synthetic_dataset
+    from unet_lib.evaluation import evaluate
+    from unet_lib.inference import predict_folder
+    from unet_lib.model import build_unet
+
+    data = make_synthetic_dataset(tmp_path / "d", num_images=3, size=32, seed=1)
+    model = build_unet((None, None, 1), 1, depth=2, base_filters=2)
+    evaluate(model, data, verbose=1)
+    assert "3/3" in capsys.readouterr().out  # Keras' Progbar: done / total
+    predict_folder(model, data / "images", tmp_path / "out", verbose=1)
+    assert "3/3" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="verbose must be 0, 1"):
+        evaluate(model, data, verbose=3)

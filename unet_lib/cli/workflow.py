@@ -151,11 +151,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if labels is None and not (Path(args.data) / "dataset.json").is_file():
             labels = run.get("labels")  # from the model's run folder
         stems = _split_stems(args, run)
-        report = evaluate(load_model(args.model), args.data, labels=labels, stems=stems, **options)
+        model = load_model(args.model)
+        report = evaluate(model, args.data, labels=labels, stems=stems, verbose=1, **options)
     else:
         if args.split not in (None, "all"):
             raise ValueError(f"--split {args.split} needs --model (its run folder has the split)")
-        report = evaluate_folder(args.predictions, args.data, labels=args.labels)
+        report = evaluate_folder(args.predictions, args.data, labels=args.labels, verbose=1)
     print(format_report(report))
     if args.json:
         print(f"evaluate: wrote {save_json(report, args.json)}")
@@ -196,7 +197,7 @@ def run_predict(args: argparse.Namespace) -> int:
     options, model = _inference(args, "predict", run), load_model(args.model)
     mapping = args.labels or run.get("labels")
     written = predict_folder(
-        model, args.input, args.out, mapping=mapping, overlay=args.overlay, **options
+        model, args.input, args.out, mapping=mapping, overlay=args.overlay, verbose=1, **options
     )
     print(f"predict: wrote {len(written)} files to {args.out}")
     return 0

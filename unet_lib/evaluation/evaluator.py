@@ -138,8 +138,9 @@ def _check_arguments(model, predictions, tta, tile_size, batch_size, verbose) ->
             "give either a model or predictions=... (a folder of masks or a stem -> label map "
             "dict), not both and not neither."
         )
-    if not isinstance(verbose, int):
-        raise ValueError(f"verbose must be an int (0 or 1), got {verbose!r}.")
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 (a progress bar) or 2 (a line per image), got "
+                         f"{verbose!r}.")  # fmt: skip
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (e.g. 4), got {batch_size!r}.")
     if model is not None and list in (type(model.input_shape), type(model.output_shape)):
@@ -152,10 +153,18 @@ def _check_arguments(model, predictions, tta, tile_size, batch_size, verbose) ->
 
 
 def _score(pairs, dataset: LoadedDataset, verbose: int) -> dict:
+    """Scores the pairs; ``verbose`` 1: a Keras progress bar, 2: one line per image."""
     scorer = Scorer(dataset.mapping.class_names)
+    bar = None
+    if verbose == 1:
+        import keras
+
+        bar = keras.utils.Progbar(len(dataset), unit_name="image")
     for i, ((stem, prediction), truth) in enumerate(zip(pairs, dataset.masks, strict=True)):
         r = scorer.add(stem, truth, prediction)
-        if verbose:
+        if bar is not None:
+            bar.update(i + 1, values=[("dice", r["mean_dice"])])
+        elif verbose:
             rand = f"  rand error {r['rand_error']:.4f}" if "rand_error" in r else ""
             print(f"evaluate {i + 1}/{len(dataset)} {stem}: dice {r['mean_dice']:.4f}{rand}")
     return scorer.result()
@@ -177,7 +186,7 @@ def evaluate(model, data, *, labels=None, channels: int | None = None, tta=False
         tta, tile_size, overlap, threshold, batch_size: Passed on to
             :func:`unet_lib.inference.predict_batch` (``batch_size`` images or tiles a call).
         stems: Score only these images (e.g. the held-out split), in this order.
-        verbose: 1 prints one line per image.
+        verbose: 1 a progress bar (Keras'), 2 one line per image.
 
     Returns:
         The dict of :func:`.scoring.score_label_maps` (formulas, keys, NaN) and ``"settings":

@@ -89,15 +89,17 @@ def _image_files(source: Path, out_dir: Path) -> list[Path]:
 
 
 def predict_folder(
-    model, source, out_dir, *, mapping=None, channels=None, overlay=False, alpha=0.5, **kwargs
-) -> list[Path]:
+    model, source, out_dir, *, mapping=None, channels=None, overlay=False, alpha=0.5,
+    verbose: int = 0, **kwargs,
+) -> list[Path]:  # fmt: skip
     """Predict every image of a folder (sorted) or one file (each page of a multi-page TIFF);
     returns the paths written.
 
     Masks go to ``out_dir/<stem>.png`` (:func:`save_mask`; ``mapping``: a ``LabelMapping``, a
     ``dataset.json`` dict / path / JSON string, or ``None``), with ``overlay`` also
     ``<stem>_overlay.png`` (tint ``alpha``). ``channels`` (1 or 3) converts the images, default
-    the model's; ``kwargs`` are :func:`predict`'s.
+    the model's; ``verbose=1`` shows a Keras progress bar over the images; ``kwargs`` are
+    :func:`predict`'s.
     """
     check_options(model, kwargs)  # fail before reading anything
     source, out_dir = Path(source), Path(out_dir)
@@ -111,12 +113,19 @@ def predict_folder(
             f"{num_classes} outputs; use the dataset.json it was trained with."
         )
     channels = channels or (model.input_shape[-1] if model.input_shape[-1] in (1, 3) else None)
-    written = []
-    for path in files:  # a multi-page TIFF: each page, as NAME_000.png, NAME_001.png, ...
-        for stem, page in page_stems(path.stem, count_pages(path)):
-            image, base = read_image(path, channels, page=page), out_dir / stem
-            labels = predict(model, image, **kwargs).labels
-            written.append(save_mask(labels, f"{base}.png", mapping, binary=num_classes == 1))
-            if overlay:
-                written.append(save_overlay(image, labels, f"{base}_overlay.png", alpha))
+    written, jobs = [], [(path, stem, page) for path in files  # a TIFF stack: each page,
+                         for stem, page in page_stems(path.stem, count_pages(path))]  # fmt: skip
+    bar = None
+    if verbose:
+        import keras
+
+        bar = keras.utils.Progbar(len(jobs), unit_name="image")
+    for done, (path, stem, page) in enumerate(jobs, start=1):
+        image, base = read_image(path, channels, page=page), out_dir / stem
+        labels = predict(model, image, **kwargs).labels
+        written.append(save_mask(labels, f"{base}.png", mapping, binary=num_classes == 1))
+        if overlay:
+            written.append(save_overlay(image, labels, f"{base}_overlay.png", alpha))
+        if bar is not None:
+            bar.update(done)
     return written

@@ -10,8 +10,8 @@ from .registry import LOSSES, OPTIMIZERS, SCHEDULES, make_loss
 
 _LAZY = {  # submodule -> the public names it defines
     "callbacks": "STATE_FILE HISTORY_FILE LAST_MODEL BEST_MODEL read_state read_history "
-    "RunCheckpoint NanGuard TimeBudget CURVES_FILE TENSORBOARD_DIR TrainingCurves EarlyStop "
-    "check_tensorboard tensorboard_callback",
+    "RunCheckpoint NanGuard TimeBudget BudgetProgbar CURVES_FILE TENSORBOARD_DIR "
+    "TrainingCurves EarlyStop check_tensorboard tensorboard_callback",
     "plan": "CPU_PIXELS_PER_STEP GPU_PIXELS_PER_STEP CPU_PATCH GPU_PATCH VALIDATION_SHARE "
     "MAX_STEPS_PER_EPOCH RARE_CLASS CANONICAL MANY_CLASSES DatasetFingerprint TrainingPlan "
     "fingerprint layout_information looks_like_stack plan_training describe_plan "

@@ -174,6 +174,23 @@ class TimeBudget(keras.callbacks.Callback):
             self.exhausted = self.model.stop_training = True
 
 
+class BudgetProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar for a time-budgeted run, whose epoch count is only an upper bound:
+    each epoch opens with ``Epoch 3 (4.2 of 25 min used)`` instead of ``Epoch 3/1000000``.
+    Passed to ``fit`` among the callbacks, it replaces Keras' own bar."""
+
+    def __init__(self, budget: TimeBudget):
+        super().__init__()
+        self.budget = budget
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs = 1  # the parent's "Epoch e/E" line stays silent
+        super().on_epoch_begin(epoch, logs)
+        if self.verbose:
+            used = self.budget.fraction_used() * self.budget.budget_seconds / 60
+            print(f"Epoch {epoch + 1} ({used:.1f} of {self.budget.budget_seconds / 60:g} min used)")
+
+
 class TrainingCurves(keras.callbacks.Callback):
     """Redraws ``RUN/curves.png`` after the epochs that ``checkpoint`` recorded: loss and Dice,
     train and validation, the epoch of ``best.keras`` starred, from the checkpoint's history

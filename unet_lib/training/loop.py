@@ -89,7 +89,7 @@ def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verb
         budget = run_callbacks.TimeBudget(
             minutes * 60, config.learning_rate, schedule=config.schedule, seconds_used=used
         )
-        scheduling, epochs = [budget], 10**6
+        scheduling, epochs = [budget, run_callbacks.BudgetProgbar(budget)], 10**6
     elif config.schedule == "plateau":  # halves the rate when validation stops improving
         plateau = dict(monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6)
         scheduling = [keras.callbacks.ReduceLROnPlateau(**plateau)]
