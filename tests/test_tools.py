@@ -175,3 +175,27 @@ def test_evaluate_and_predict_show_a_progress_bar(tmp_path, capsys):
     assert "3/3" in capsys.readouterr().out
     with pytest.raises(ValueError, match="verbose must be 0, 1"):
         evaluate(model, data, verbose=3)
+
+
+def test_best_model_opens_with_plain_keras_without_unet_lib(tmp_path):
+    # a model with the library's BatchNorm, saved portable, loads and predicts the same in a
+    # process that never imports unet_lib
+    from unet_lib.model import build_unet, load_model, save_model
+
+    model = build_unet((None, None, 1), 1, depth=2, base_filters=4, batch_norm=True)
+    assert any(type(layer).__name__ == "BatchNorm" for layer in model.layers)
+    x = np.random.default_rng(0).random((1, 16, 16, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x, training=False)))
+    save_model(model, tmp_path / "m.keras", portable=True)
+    script = (
+        "import sys, numpy as np, keras\n"
+        f"m = keras.saving.load_model({str(tmp_path / 'm.keras')!r}, compile=False)\n"
+        f"y = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}), training=False))\n"
+        f"np.testing.assert_allclose(y, np.load({str(tmp_path / 'y.npy')!r}), atol=1e-6)\n"
+        "assert not any(n.startswith('unet_lib') for n in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_model(tmp_path / "m.keras").count_params() == model.count_params()

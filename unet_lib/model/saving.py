@@ -10,14 +10,45 @@ from pathlib import Path
 from unet_lib.fileio import atomic_path
 
 
-def save_model(model, path: str | os.PathLike) -> Path:
-    """Save a Keras model to a ``.keras`` file atomically; returns the path."""
+def save_model(model, path: str | os.PathLike, *, portable: bool = False) -> Path:
+    """Save a Keras model to a ``.keras`` file atomically; returns the path. ``portable``:
+    save :func:`portable_copy` instead, whose graph plain Keras opens without ``unet_lib``
+    (``keras.saving.load_model(path, compile=False)``)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"models are saved as .keras files only, got {path.name!r}")
     with atomic_path(path) as tmp:
-        model.save(tmp)
+        (portable_copy(model) if portable else model).save(tmp)
     return path
+
+
+def portable_copy(model):
+    """A copy of ``model`` made of standard Keras layers: each :class:`~unet_lib.model.BatchNorm`
+    becomes a ``keras.layers.BatchNormalization`` with the same configuration (but ``lean``)
+    and weights; the two compute the same outside ``bfloat16`` training. The copy keeps the
+    model's compile settings (a fresh optimizer), so ``load_model`` here still compiles it.
+
+    Example:
+        >>> save_model(model, "best.keras", portable=True)  # doctest: +SKIP
+        >>> keras.saving.load_model("best.keras", compile=False)  # no unet_lib needed
+    """
+    import keras
+
+    from .batchnorm import BatchNorm
+
+    def clone(layer):
+        if isinstance(layer, BatchNorm):
+            config = {k: v for k, v in layer.get_config().items() if k != "lean"}
+            return keras.layers.BatchNormalization.from_config(config)
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(layer, BatchNorm) for layer in model.layers):
+        return model
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    if model.compiled and (config := model.get_compile_config()) is not None:
+        copy.compile_from_config(config)
+    return copy
 
 
 def load_model(path: str | os.PathLike, *, compile: bool = True):

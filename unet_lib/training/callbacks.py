@@ -87,7 +87,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.is_chief:
             return
         if improved:
-            save_model(self.model, self.run_dir / BEST_MODEL)
+            save_model(self.model, self.run_dir / BEST_MODEL, portable=True)  # to share
         save_model(self.model, self.run_dir / LAST_MODEL)
         write_text_atomic(self.run_dir / HISTORY_FILE, self._history_csv())
         self.write_state(finished=False)
