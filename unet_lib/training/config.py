@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,20 @@ def _class_weights(text: str):
 
 
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
+MIN_PATCH = 8
+MIN_BOTTLENECK = 2  # pixels left on the short side after depth halvings
+
+
+def check_depth(depth: int, side: int, what: str) -> None:
+    """Raises ``ValueError`` when ``depth`` halvings leave less than ``MIN_BOTTLENECK`` pixels
+    of a ``side`` (the short side of ``what``: the patch size, the smallest image), naming the
+    largest depth that fits. ``check_depth(10, 64, "the patch size")``: 64 / 2**10 < 2."""
+    if side / 2**depth < MIN_BOTTLENECK:
+        fits = max(1, int(math.log2(max(side, 1) / MIN_BOTTLENECK)))
+        raise ValueError(
+            f"depth {depth} halves {what} ({side} px) to {side / 2**depth:.2g} px; use "
+            f"--depth {fits} or less (or a larger patch)"
+        )
 
 
 def is_tta_setting(value) -> bool:
@@ -139,6 +154,7 @@ class TrainConfig:
                 setattr(self, name, os.fspath(getattr(self, name)))
         for name, table in (("loss", LOSSES), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             check_registered(name, getattr(self, name), table)
+        self._check_numbers()
         budget, threshold, tta = self.time_budget_minutes, self.eval_threshold, self.eval_tta
         problems = {
             f"split must be one of {SPLITS}": self.split not in SPLITS,
@@ -160,6 +176,27 @@ class TrainConfig:
             raise ValueError(
                 f"schedule={self.schedule!r} cannot follow a time budget; use cosine or constant"
             )
+
+    def _check_numbers(self) -> None:
+        """Whole-number options, the patch size, and the depth against the patch."""
+        lows = {"epochs": 1, "batch_size": 1, "depth": 1, "base_filters": 1,
+                "convs_per_level": 1, "warmup_epochs": 0, "seed": 0}  # fmt: skip
+        optional = {"steps_per_epoch": 1, "num_classes": 1}
+        for name, low in {**lows, **optional}.items():
+            value = getattr(self, name)
+            if (value is not None or name in lows) and not (is_int(value) and value >= low):
+                none = " (or None: derived)" if name in optional else ""
+                raise ValueError(f"{name} must be a whole number >= {low}{none}, got {value!r}")
+        patch = self.patch_size
+        sides = [patch] if is_int(patch) else list(patch) if isinstance(patch, list | tuple) else []
+        if patch is not None and not (sides and len(sides) <= 2 and all(
+                is_int(v) and v >= MIN_PATCH for v in sides)):  # fmt: skip
+            raise ValueError(
+                f"patch_size must be a whole number >= {MIN_PATCH} or (height, width) (or None: "
+                f"whole images), got {patch!r}"
+            )
+        if sides:
+            check_depth(self.depth, min(sides), "the patch size")
 
     def to_dict(self) -> dict:
         """The fields as JSON-ready values; Keras objects in their serialised form."""

@@ -14,7 +14,7 @@ from unet_lib.model import build_unet, load_model
 from unet_lib.training import callbacks as run_callbacks
 from unet_lib.training import plan as planning
 from unet_lib.training.calibration import choose_evaluation
-from unet_lib.training.config import CONFIG_FILE, TrainConfig, TrainResult
+from unet_lib.training.config import CONFIG_FILE, TrainConfig, TrainResult, check_depth
 from unet_lib.training.datasets import choose_split, load, make_datasets
 from unet_lib.training.registry import make_loss, make_optimizer
 
@@ -153,13 +153,29 @@ def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, ve
             (run_dir / name).unlink(missing_ok=True)
     runtime.apply_settings(settings)
     config.labels, config.channels = dataset.mapping.to_dict(), dataset.channels
-    if config.num_classes is None:
-        config.num_classes = dataset.mapping.model_num_classes
+    _check_against_data(config, dataset)
     choose_split(config, dataset)
     config.devices = _device_record(settings)
     if runtime.is_chief(settings):
         write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
     return dataset, settings
+
+
+def _check_against_data(config, dataset) -> None:
+    """``num_classes`` (derived when not given) and, for whole images, the depth against the
+    smallest image; raises ValueError naming the option and the fix."""
+    mapping, needed = dataset.mapping, dataset.mapping.model_num_classes
+    if config.num_classes is None:
+        config.num_classes = needed
+    elif config.num_classes != needed:
+        raise ValueError(
+            f"num_classes={config.num_classes} but the data has {mapping.num_classes} classes "
+            f"{list(mapping.class_names)}, which need {needed} output(s); leave num_classes "
+            "out (it is derived from the data)"
+        )
+    if config.patch_size is None and len(dataset):
+        side = min(min(m.shape[:2]) for m in dataset.masks)
+        check_depth(config.depth, side, "the smallest image")
 
 
 def _device_record(settings) -> dict:
