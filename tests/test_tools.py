@@ -199,3 +199,30 @@ def test_best_model_opens_with_plain_keras_without_unet_lib(tmp_path):
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_model(tmp_path / "m.keras").count_params() == model.count_params()
+
+
+def test_predict_folder_skips_hidden_files_and_reports_every_bad_one_first(tmp_path):
+    import warnings as _warnings
+
+    from unet_lib.data import DatasetError
+    from unet_lib.inference import predict_folder
+    from unet_lib.model import build_unet
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for stem in ("a", "b"):
+        cv2.imwrite(str(images / f"{stem}.png"), np.full((16, 16), 100, np.uint8))
+    (images / "._a.png").write_bytes(b"\x00\x05 macOS resource fork")  # hidden: skipped
+    (images / "c.png").write_bytes(b"not a png")
+    (images / "d.png").write_bytes(b"")
+    model = build_unet((None, None, 1), 1, depth=2, base_filters=2)
+    with pytest.raises(DatasetError) as error:
+        predict_folder(model, images, tmp_path / "out")
+    text = str(error.value)
+    assert "2 unreadable image(s)" in text and "c.png" in text and "d.png" in text
+    assert "._a.png" not in text and not (tmp_path / "out").exists()  # nothing written
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        written = predict_folder(model, images, tmp_path / "out", skip_bad=True)
+    assert [p.name for p in written] == ["a.png", "b.png"]
+    assert sum("skipped" in str(w.message) for w in caught) == 2

@@ -197,7 +197,14 @@ def run_predict(args: argparse.Namespace) -> int:
     options, model = _inference(args, "predict", run), load_model(args.model)
     mapping = args.labels or run.get("labels")
     written = predict_folder(
-        model, args.input, args.out, mapping=mapping, overlay=args.overlay, verbose=1, **options
+        model,
+        args.input,
+        args.out,
+        mapping=mapping,
+        overlay=args.overlay,
+        verbose=1,
+        skip_bad=args.skip_bad,
+        **options,
     )
     print(f"predict: wrote {len(written)} files to {args.out}")
     return 0
@@ -264,6 +271,11 @@ COMMANDS = {
             "--out": dict(required=True, metavar="DIR", help="folder for the masks"),
             **_TILE_FLAGS,
             "--overlay": dict(action="store_true", help="also write <stem>_overlay.png"),
+            "--skip-bad": dict(
+                action="store_true",
+                help="skip unreadable images with a warning (default: report "
+                "them all and write nothing)",
+            ),  # fmt: skip
             "--labels": dict(_LABELS, help="mapping for the saved masks"),
         },
         run_predict,

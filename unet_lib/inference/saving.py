@@ -1,13 +1,21 @@
 """Saving predictions atomically: label maps as grey PNGs, overlays (``viz.overlay``'s, so the
 CLI's match the notebook's figures), a whole folder at once."""
 
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from unet_lib import viz
-from unet_lib.data import IMAGE_EXTENSIONS, count_pages, load_label_mapping, page_stems, read_image
+from unet_lib.data import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    count_pages,
+    load_label_mapping,
+    page_stems,
+    read_image,
+)
 from unet_lib.fileio import atomic_path
 from unet_lib.inference.predictor import check_options, predict
 
@@ -73,7 +81,10 @@ def save_overlay(image, labels, path, alpha: float = 0.5, colors=None) -> Path:
 def _image_files(source: Path, out_dir: Path) -> list[Path]:
     """The images to predict (a folder's, sorted, or one file), checked against ``out_dir``."""
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(  # hidden files (._a.png from macOS) are skipped, as check does
+            p for p in source.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )  # fmt: skip
     elif source.is_file():
         files = [source]
     else:
@@ -88,9 +99,27 @@ def _image_files(source: Path, out_dir: Path) -> list[Path]:
     return files
 
 
+def _readable(jobs, channels, skip_bad: bool, source: Path) -> list:
+    """The ``(path, stem, page)`` jobs whose image decodes; the others are all reported in one
+    DatasetError before anything is written, or (``skip_bad``) skipped with a warning each."""
+    problems, good = [], []
+    for job in jobs:
+        try:
+            read_image(job[0], channels, page=job[2])
+            good.append(job)
+        except DatasetError as error:
+            problems.extend(error.problems)
+    if problems and not skip_bad:
+        raise DatasetError(problems, header=f"{len(problems)} unreadable image(s) in {source}; "
+                           "nothing written (fix or remove them, or pass --skip-bad):")  # fmt: skip
+    for problem in problems:
+        warnings.warn(f"predict: skipped {problem}", RuntimeWarning, stacklevel=3)
+    return good
+
+
 def predict_folder(
     model, source, out_dir, *, mapping=None, channels=None, overlay=False, alpha=0.5,
-    verbose: int = 0, **kwargs,
+    verbose: int = 0, skip_bad: bool = False, **kwargs,
 ) -> list[Path]:  # fmt: skip
     """Predict every image of a folder (sorted) or one file (each page of a multi-page TIFF);
     returns the paths written.
@@ -98,8 +127,9 @@ def predict_folder(
     Masks go to ``out_dir/<stem>.png`` (:func:`save_mask`; ``mapping``: a ``LabelMapping``, a
     ``dataset.json`` dict / path / JSON string, or ``None``), with ``overlay`` also
     ``<stem>_overlay.png`` (tint ``alpha``). ``channels`` (1 or 3) converts the images, default
-    the model's; ``verbose=1`` shows a Keras progress bar over the images; ``kwargs`` are
-    :func:`predict`'s.
+    the model's; ``verbose=1`` shows a Keras progress bar over the images. Every image is
+    decoded first: unreadable ones are all reported in one ``DatasetError`` before anything
+    is written, or skipped with a warning when ``skip_bad``. ``kwargs`` are :func:`predict`'s.
     """
     check_options(model, kwargs)  # fail before reading anything
     source, out_dir = Path(source), Path(out_dir)
@@ -113,8 +143,9 @@ def predict_folder(
             f"{num_classes} outputs; use the dataset.json it was trained with."
         )
     channels = channels or (model.input_shape[-1] if model.input_shape[-1] in (1, 3) else None)
-    written, jobs = [], [(path, stem, page) for path in files  # a TIFF stack: each page,
-                         for stem, page in page_stems(path.stem, count_pages(path))]  # fmt: skip
+    jobs = [(path, stem, page) for path in files  # a TIFF stack: each page, NAME_000, ...
+            for stem, page in page_stems(path.stem, count_pages(path))]  # fmt: skip
+    written, jobs = [], _readable(jobs, channels, skip_bad, source)
     bar = None
     if verbose:
         import keras
