@@ -80,3 +80,20 @@ def test_load_model_errors_name_the_file(tmp_path):
     (tmp_path / "bad.keras").write_text("not a zip")
     with pytest.raises(ValueError, match=r"bad\.keras is not a readable Keras model"):
         load_model(tmp_path / "bad.keras")
+
+
+def test_read_json_names_the_file_and_the_fix(tmp_path):
+    from unet_lib.fileio import read_json
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": 1}')
+    assert read_json(good, "fix it") == {"a": 1}
+    empty, broken = tmp_path / "state.json", tmp_path / "config.json"
+    empty.write_text("")
+    broken.write_text('{"a": ')
+    with pytest.raises(ValueError, match=r"state.json: empty file; start again"):
+        read_json(empty, "start again")
+    with pytest.raises(ValueError, match=r"config.json: not valid JSON \(Expecting value"):
+        read_json(broken, "start again")
+    with pytest.raises(ValueError, match=r"missing.json: cannot be read"):
+        read_json(tmp_path / "missing.json", "start again")

@@ -52,3 +52,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (NaN written as ``NaN``)."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, fix: str):
+    """The JSON in ``path``; an unreadable or invalid file raises one ``ValueError`` that names
+    the file, the problem and ``fix`` (e.g. ``"start again with --overwrite"``), instead of a
+    bare "Expecting value: line 1 column 1"."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot be read ({error}); {fix}") from None
+    except json.JSONDecodeError as error:
+        empty = "empty file" if not path.read_bytes().strip() else f"not valid JSON ({error})"
+        raise ValueError(f"{path}: {empty}; {fix}") from None

@@ -5,7 +5,6 @@ so the library's defaults (and a resumed run's settings) apply."""
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 _TYPES = {"int": (int, "N"), "float": (float, "F")}
@@ -230,7 +229,11 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run_config(model_path: str) -> dict:
     """The ``config.json`` of the model's run folder, ``{}`` when there is none."""
     config = Path(model_path).parent / "config.json"
-    return json.loads(config.read_text()) if config.is_file() else {}
+    if not config.is_file():
+        return {}
+    from unet_lib.fileio import read_json
+
+    return read_json(config, "fix or remove it (evaluate / predict then use their defaults)")
 
 
 #: name -> (help, description, flags or a function returning them, run); see parser.COMMANDS

@@ -6,7 +6,6 @@ crash a rerun resumes from whole files, losing at most the running epoch); NaN; 
 import csv
 import importlib.util
 import io
-import json
 import math
 import time
 import warnings
@@ -15,7 +14,7 @@ from pathlib import Path
 import keras
 
 from unet_lib.checks import is_int
-from unet_lib.fileio import write_json_atomic, write_text_atomic
+from unet_lib.fileio import read_json, write_json_atomic, write_text_atomic
 from unet_lib.model import save_model
 from unet_lib.training.registry import SCHEDULES
 
@@ -30,7 +29,8 @@ TENSORBOARD_DIR = "tensorboard"
 def read_state(run_dir: str | Path) -> dict | None:
     """The run's ``state.json`` as a dict, or ``None`` for a run that has not started."""
     path = Path(run_dir) / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    fix = "restore it from a backup, or start the run again with --overwrite"
+    return read_json(path, fix) if path.exists() else None
 
 
 def read_history(run_dir: str | Path) -> dict[str, list[float]]:

@@ -2,14 +2,13 @@
 (the resolved :class:`TrainConfig`) rebuilds model and pipeline. The same call resumes the
 run (explicit options that differ from its stored ones are refused) or returns a finished one."""
 
-import json
 import math
 from pathlib import Path
 
 import keras
 
 from unet_lib import IGNORE_LABEL, metrics, runtime
-from unet_lib.fileio import write_json_atomic
+from unet_lib.fileio import read_json, write_json_atomic
 from unet_lib.model import build_unet, load_model
 from unet_lib.training import callbacks as run_callbacks
 from unet_lib.training import plan as planning
@@ -326,7 +325,8 @@ RESOLVED = {"labels", "channels", "num_classes", "train_stems", "val_stems", "de
 def config_for_resume(run_dir: Path, requested: TrainConfig) -> TrainConfig:
     """The run folder's stored configuration, if ``requested`` agrees with it on every
     option the caller set (those that differ from the defaults)."""
-    stored = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    fix = "restore it from a backup, or start the run again with --overwrite"
+    stored = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE, fix))
     defaults, old = TrainConfig().to_dict(), stored.to_dict()
     given = {k: v for k, v in requested.to_dict().items() if k not in RESOLVED and v != defaults[k]}
     differing = [key for key, value in given.items() if not _same(key, value, old[key])]
