@@ -100,14 +100,18 @@ def test_evaluate_folder_errors_name_the_stems(isbi, tmp_path):
     with pytest.raises(DatasetError) as err:
         evaluate_folder(pred_dir, data)
     assert "s2" in str(err.value) and "zz" in str(err.value)
+    assert "--stems" not in str(err.value)  # no such flag: the fix it names must exist
+    assert err.value.header.startswith(f"predictions {pred_dir}")
     (pred_dir / "zz.png").unlink()
     assert evaluate_folder(pred_dir, data, stems=["s0", "s1"])["num_images"] == 2
     cv2.imwrite(str(pred_dir / "s2.png"), np.full((16, 16), 7, np.uint8))  # unknown grey value
-    with pytest.raises(DatasetError, match=r"s2\.png.*values \{7\}"):
+    with pytest.raises(DatasetError, match=r"s2\.png.*values \{7\}") as err:
         evaluate_folder(pred_dir, data)
+    assert err.value.header == f"a problem in the predictions {pred_dir}:"  # not "dataset"
     cv2.imwrite(str(pred_dir / "s2.png"), np.zeros((8, 16), np.uint8))
-    with pytest.raises(DatasetError, match="differs from the mask"):
+    with pytest.raises(DatasetError, match="differs from the mask") as err:
         evaluate_folder(pred_dir, data)
+    assert "predictions" in err.value.header
     with pytest.raises(DatasetError, match="not found"):
         evaluate_folder(tmp_path / "nope", data)
     with pytest.raises(ValueError, match="not in the dataset"):

@@ -397,3 +397,35 @@ def test_split_out_names_still_importable_from_folder():
         for name in module.__all__:
             assert getattr(folder, name) is getattr(module, name), name
     assert set(folder.__all__) >= set(files.__all__) | set(labels.__all__) | set(splits.__all__)
+
+
+def test_empty_classes_and_one_class_masks_are_warned_about(tmp_path, capsys):
+    from unet_lib.cli import main
+
+    labels = {"labels": {"background": 0, "membrane": 255, "glia": 128}}
+    ds = make_dataset(tmp_path / "a", {"a.png": (grey(), "a.png", binary_mask())}, labels=labels)
+    with pytest.warns(UserWarning, match="class 'glia' has no pixels in any mask"):
+        summary = validate_dataset(ds)
+    assert summary.warnings == [
+        "class 'glia' has no pixels in any mask: the model cannot learn it; add examples or "
+        "remove it from dataset.json"
+    ]
+    assert main(["check", "--data", str(ds)]) == 0  # still usable: a warning, not an error
+    assert "warning: class 'glia' has no pixels" in capsys.readouterr().out
+    # every mask all background: one line for the set
+    blank = make_dataset(tmp_path / "b", {"a.png": (grey(), "a.png", np.zeros((8, 8), np.uint8))},
+                         labels={"labels": {"background": 0, "cell": 255}})  # fmt: skip
+    with pytest.warns(UserWarning, match="every mask holds only class 'background'"):
+        load_dataset(blank)
+    # a healthy binary set: no warning
+    fine = make_dataset(tmp_path / "c", {"a.png": (grey(), "a.png", binary_mask())})
+    assert validate_dataset(fine).warnings == []
+
+
+def test_background_listed_second_is_warned_about(tmp_path):
+    # {"membrane": 0, "background": 255}: valid, but Dice would score "background"
+    labels = {"labels": {"membrane": 0, "background": 255}}
+    ds = make_dataset(tmp_path, {"a.png": (grey(), "a.png", binary_mask())}, labels=labels)
+    with pytest.warns(UserWarning, match="'background' is class 1, so Dice scores it"):
+        summary = validate_dataset(ds)
+    assert len(summary.warnings) == 1 and "list it first" in summary.warnings[0]

@@ -407,6 +407,20 @@ def test_bfloat16_copy_keeps_a_float32_head(bn_unet):
     assert policies["enc1_conv2"] == policies["dec1_conv2"] == "mixed_bfloat16"
 
 
+def test_bfloat16_copy_keeps_the_intensity_scaling_and_its_stem_in_float32():
+    from unet_lib.inference.engine import inference_copy
+    from unet_lib.model import build_unet
+
+    model = build_unet((None, None, 1), 1, depth=2, base_filters=4, batch_norm=True,
+                       intensity_scaling=[(0.0, 0.0625)])  # fmt: skip
+    copy = inference_copy(model, "bfloat16")
+    policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
+    assert policies["intensity_scaling"] == policies["enc1_conv1"] == "float32"
+    assert policies["enc1_conv2"] == "mixed_bfloat16"
+    x = np.random.default_rng(0).uniform(0, 0.0625, (1, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), atol=0.05)
+
+
 def test_cached_copy_follows_weight_changes(bn_unet):
     img = _image(32, 32, seed=6)
     model = keras.models.clone_model(bn_unet)

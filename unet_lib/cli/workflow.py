@@ -149,6 +149,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         options, labels = _inference(args, "evaluate", run), args.labels
         if labels is None and not (Path(args.data) / "dataset.json").is_file():
             labels = run.get("labels")  # from the model's run folder
+        _check_labels(args.data, labels, run, args.model)
         stems = _split_stems(args, run)
         model = load_model(args.model)
         report = evaluate(model, args.data, labels=labels, stems=stems, verbose=1, **options)
@@ -194,6 +195,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     run = _run_config(args.model)
     options, model = _inference(args, "predict", run), load_model(args.model)
+    if args.labels:
+        _check_labels(".", args.labels, run, args.model)
     mapping = args.labels or run.get("labels")
     written = predict_folder(
         model,
@@ -224,6 +227,17 @@ def run_demo(args: argparse.Namespace) -> int:
     print(format_report(_evaluate_run(result)))
     print(f"demo: curves in {Path(args.out) / 'curves.png'} (train draws them)")
     return 0
+
+
+def _check_labels(data: str, labels, run: dict, model_path: str) -> None:
+    """The mapping the masks will be read with (``labels``, else ``data/dataset.json``) must
+    be the one the model's run trained with (its ``config.json``), class for class."""
+    from unet_lib.data import check_same_mapping, load_label_mapping
+
+    where = "--labels" if labels is not None else str(Path(data) / "dataset.json")
+    found = load_label_mapping(data, labels)
+    stored = str(Path(model_path).parent / "config.json")
+    check_same_mapping(found, run.get("labels"), where, stored)
 
 
 def _run_config(model_path: str) -> dict:

@@ -37,6 +37,9 @@ class AugmentConfig:
         intensity: gamma (log-uniform in ``[1 / (1 + gamma), 1 + gamma]``), contrast (factor
             ``1 +- contrast`` about the mean), brightness (``+- brightness``) on the image.
         noise: additive Gaussian noise of std ``noise_std`` (image units) on the image.
+        intensity_window: the image units of the intensity and noise changes: one
+            ``(low, high)`` per channel counted as ``(0, 1)`` (a run's ``intensity_scaling``,
+            so dim 12-bit data get the changes 8-bit data get); ``None``: the stored range.
     """
 
     flip: bool = True
@@ -55,6 +58,7 @@ class AugmentConfig:
     gamma: float = 0.1
     noise: bool = False
     noise_std: float = 0.02
+    intensity_window: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "scale_range", tuple(float(s) for s in self.scale_range))
@@ -73,6 +77,15 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.contrast < 1:
             raise ValueError(f"contrast must be in [0, 1), got {self.contrast}")
+        window = self.intensity_window
+        if window is not None:
+            window = tuple(tuple(float(v) for v in pair) for pair in window)
+            if not window or any(len(p) != 2 or not p[1] > p[0] for p in window):
+                raise ValueError(
+                    f"intensity_window must be one (low, high) pair per channel with high > "
+                    f"low, or None, got {self.intensity_window!r}"
+                )
+            object.__setattr__(self, "intensity_window", window)
         if self.mask_fill not in _MASK_FILLS:
             raise ValueError(f"mask_fill must be one of {_MASK_FILLS}, got {self.mask_fill!r}")
 

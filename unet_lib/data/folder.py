@@ -6,6 +6,7 @@ public names of ``files``, ``labels`` and ``splits`` are re-exported here.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,28 @@ class DatasetSummary:
             lines.append(
                 f"    ignored (mask {what[:-1]} {m.format_value(m.ignore_value)}): {share}"
             )
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Classes no mask holds: one line each (all but one empty: one line for the set); a
+        class named background that is not class 0 (Dice would score it as the foreground)."""
+        names = list(self.mapping.class_names)
+        lines = []
+        lower = [n.lower() for n in names]
+        if "background" in lower[1:]:
+            k = lower.index("background")
+            lines.append(f"class {names[k]!r} is class {k}, so Dice scores it as a foreground "
+                         f"class and {names[0]!r} as the background; list it first in "
+                         "dataset.json")  # fmt: skip
+        empty = [n for n in names if self.class_pixel_shares.get(n, 0) == 0]
+        present = [n for n in names if n not in empty]
+        if len(present) == 1:
+            return [*lines, f"every mask holds only class {present[0]!r}: there is nothing to "
+                    "learn (validation Dice stays 0); check the masks or dataset.json"]  # fmt: skip
+        return lines + [f"class {n!r} has no pixels in any mask: the model cannot learn it; "
+                        "add examples or remove it from dataset.json" for n in empty]  # fmt: skip
 
     def __str__(self) -> str:
         return self.format()
@@ -294,7 +316,13 @@ def validate_dataset(
     counts) is collected into one :class:`DatasetError`, a line each.
     """
     summary, *_ = _scan(data_dir, labels, channels, keep=False)
+    _warn(summary)
     return summary
+
+
+def _warn(summary: DatasetSummary) -> None:
+    for line in summary.warnings:
+        warnings.warn(f"{summary.data_dir}: {line}", UserWarning, stacklevel=3)
 
 
 def load_dataset(
@@ -310,6 +338,7 @@ def load_dataset(
         (128, 128, 1)
     """
     summary, pairs, images, raws = _scan(data_dir, labels, channels, keep=True)
+    _warn(summary)
     mapping, channels = summary.mapping, summary.channels
     images = [files.convert_channels(images.pop(p.stem), channels, p.image_path) for p in pairs]
     masks = [mapping.encode(raws.pop(p.stem), p.mask_path) for p in pairs]

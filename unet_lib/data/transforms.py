@@ -128,17 +128,25 @@ def _warp(image, mask, weights, config, seed):
 
 
 def _intensity(image, config, seed):
+    """Gamma, contrast, brightness, noise in the units of ``config.intensity_window`` (each
+    channel's ``(low, high)`` as ``(0, 1)``; ``None``: the stored range), clipped to [0, 1]
+    of the stored range. Gamma sees values below ``low`` as ``low``."""
     batch = tf.shape(image)[0]
     s_int, s_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    x = tf.clip_by_value(image, 0.0, 1.0)
+    low, width = 0.0, 1.0
+    if config.intensity_window is not None:
+        low = tf.constant([lo for lo, _ in config.intensity_window], tf.float32)
+        width = tf.constant([hi - lo for lo, hi in config.intensity_window], tf.float32)
+    top = (1.0 - low) / width  # the stored range's 1 in window units
+    x = tf.clip_by_value((image - low) / width, -low / width, top)
     if config.intensity:
         u = 2 * tf.random.stateless_uniform([3, batch, 1, 1, 1], s_int) - 1  # in [-1, 1)
-        x = x ** tf.exp(u[0] * math.log1p(config.gamma))
+        x = tf.maximum(x, 0.0) ** tf.exp(u[0] * math.log1p(config.gamma))
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         x = (x - mean) * (1 + u[1] * config.contrast) + mean + u[2] * config.brightness
     if config.noise:
         x = x + tf.random.stateless_normal(tf.shape(x), s_noise) * config.noise_std
-    return tf.clip_by_value(x, 0.0, 1.0)
+    return tf.clip_by_value(x, -low / width, top) * width + low
 
 
 def augment_batch(image, mask, weights, config, seed):

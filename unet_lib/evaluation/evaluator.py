@@ -82,7 +82,7 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
     if missing := [s for s in dataset.stems if s not in files]:
         problems.append(
             f"no prediction for {len(missing)} image(s): {_stem_list(missing)}; save "
-            f"{pred_dir}/<stem>.png for each (or pass stems=[...] / --stems to score a subset)"
+            f"{pred_dir}/<stem>.png for each (or pass stems=[...] to score a subset)"
         )
     allowed = set(all_stems) | {f"{s}_overlay" for s in files}  # predict_folder(overlay=True)
     if extra := [s for s in files if s not in allowed]:
@@ -92,19 +92,24 @@ def _folder_predictions(pred_dir, dataset: LoadedDataset, all_stems: list[str]):
         )
     if problems:
         raise DatasetError(problems, header=f"predictions {pred_dir}: {len(problems)} problem(s):")
-    mapping = dataset.mapping
+    mapping, header = dataset.mapping, f"a problem in the predictions {pred_dir}:"
     for stem, truth in zip(dataset.stems, dataset.masks, strict=True):
         path = files[stem]
-        labels = read_labels(path, mapping)
+        try:
+            labels = read_labels(path, mapping)
+        except DatasetError as error:
+            raise DatasetError(error.problems, header=header) from None
         if labels.shape != truth.shape:
             raise DatasetError(
                 f"{path}: size {labels.shape[0]}x{labels.shape[1]} (HxW) differs from the mask "
-                f"{truth.shape[0]}x{truth.shape[1]}; save predictions at the image's size"
+                f"{truth.shape[0]}x{truth.shape[1]}; save predictions at the image's size",
+                header=header,
             )
         if stray := np.count_nonzero((labels == IGNORE_LABEL) & (truth != IGNORE_LABEL)):
             raise DatasetError(
                 f"{path}: holds the ignore value {mapping.ignore_value} at {stray} labelled "
-                "pixel(s); a prediction must give a class to every pixel"
+                "pixel(s); a prediction must give a class to every pixel",
+                header=header,
             )
         yield stem, labels
 

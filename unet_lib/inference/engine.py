@@ -16,6 +16,7 @@ import numpy as np
 PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _HEAD_LAYERS = (keras.layers.Activation, keras.layers.Softmax, keras.layers.ReLU)
+_STEM_LAYERS = (keras.layers.Rescaling, keras.layers.Conv2D)
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -98,14 +99,17 @@ def _float32_head(model) -> set[str]:
 
 
 def _float32_stem(model) -> set[str]:
-    """Convolutions reading an input of <= 4 channels (its bfloat16 rounding flips most labels)."""
+    """Convolutions reading an input of <= 4 channels (its bfloat16 rounding flips most
+    labels), and the ``Rescaling`` layers between them and the input (which count as it)."""
     inputs = {id(t) for t in model.inputs}
     keep = set()
-    for layer in model.layers:
-        nodes = layer._inbound_nodes if isinstance(layer, keras.layers.Conv2D) else ()
+    for layer in model.layers:  # in graph order: a Rescaling comes before the conv it feeds
+        nodes = layer._inbound_nodes if isinstance(layer, _STEM_LAYERS) else ()
         tensors = nodes[0].input_tensors if len(nodes) == 1 else ()
         if len(tensors) == 1 and id(tensors[0]) in inputs and (tensors[0].shape[-1] or 99) <= 4:
             keep.add(layer.name)
+            if isinstance(layer, keras.layers.Rescaling):
+                inputs |= {id(t) for t in nodes[0].outputs}
     return keep
 
 

@@ -6,6 +6,31 @@ from keras import layers
 from unet_lib.model.batchnorm import BatchNorm
 
 
+def intensity_scaling(window, channels: int, *, name: str = "intensity_scaling"):
+    """A standard ``keras.layers.Rescaling`` that maps each channel's ``(low, high)`` of
+    ``window`` to ``(0, 1)``: ``x' = (x - low) / (high - low)``, computed in float32.
+
+    Images are read into [0, 1] by their stored range (8-bit / 255, 16-bit / 65535); data that
+    use a small part of it (12-bit values in 16-bit files sit in [0, 0.0625]) are stretched by
+    the model itself, so training, evaluation and prediction all see the same scaling, and a
+    saved model carries it. Nothing is clipped (nnU-Net's percentile scaling, unclipped).
+
+    Example:
+        >>> layer = intensity_scaling([(0.0, 0.0625)], 1)  # 12-bit grey in 16-bit files
+        >>> float(layer(np.full((1, 2, 2, 1), 0.03125, "float32"))[0, 0, 0, 0])
+        0.5
+    """
+    window = [tuple(float(v) for v in pair) for pair in window]
+    if len(window) != channels or any(len(p) != 2 or not p[1] > p[0] for p in window):
+        raise ValueError(
+            f"intensity_scaling must be one (low, high) pair per channel ({channels}) with "
+            f"high > low, got {window!r}; e.g. [(0.0, 0.0625)] for 12-bit grey in 16-bit files"
+        )
+    scale = [1.0 / (high - low) for low, high in window]
+    offset = [-low / (high - low) for low, high in window]
+    return layers.Rescaling(scale, offset, dtype="float32", name=name)
+
+
 def conv_block(x, filters: int, *, convs: int = 2, padding: str = "same", batch_norm: bool = False,
                name: str = "conv"):  # fmt: skip
     """``convs`` times: 3x3 convolution, optional batch norm, ReLU.

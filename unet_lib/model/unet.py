@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from unet_lib.model.blocks import conv_block, decoder_block, encoder_block, segmentation_head
+from unet_lib.model.blocks import intensity_scaling as scaling_layer
 from unet_lib.model.sizes import check_spatial_size, skip_crop
 
 UPSAMPLING_MODES = ("transpose", "bilinear")
@@ -15,7 +16,8 @@ PADDING_MODES = ("same", "valid")
 def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int = 4,
                base_filters: int = 64, convs_per_level: int = 2, batch_norm: bool = False,
                dropout: float = 0.0, upsampling: str = "transpose", padding: str = "same",
-               output_activation="auto", name: str = "unet") -> keras.Model:  # fmt: skip
+               output_activation="auto", intensity_scaling=None,
+               name: str = "unet") -> keras.Model:  # fmt: skip
     """Build an uncompiled U-Net; level ``i`` (0 at full resolution) has
     ``base_filters * 2**i`` channels, the bottleneck ``base_filters * 2**depth``.
 
@@ -32,6 +34,8 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
             or ``"valid"`` (the paper's unpadded convolutions and cropped skips).
         output_activation: ``"auto"`` (sigmoid for one class, softmax for several), a Keras
             activation name, or ``None`` for logits.
+        intensity_scaling: ``None``, or one ``(low, high)`` per channel mapped to ``(0, 1)``
+            by the model's first layer (:func:`~unet_lib.model.blocks.intensity_scaling`).
         name: Model name.
 
     Example:
@@ -45,6 +49,8 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
         output_activation = "sigmoid" if num_classes == 1 else "softmax"
     conv_kwargs = dict(convs=convs_per_level, padding=padding, batch_norm=batch_norm)
     inputs = x = keras.Input(shape=tuple(input_shape), name="image")
+    if intensity_scaling is not None:
+        x = scaling_layer(intensity_scaling, input_shape[-1])(x)
     skips = []
     for level in range(depth):
         rate = dropout if level == depth - 1 else 0.0

@@ -9,14 +9,17 @@ from .config import CONFIG_FILE, TrainConfig, TrainResult
 from .registry import LOSSES, OPTIMIZERS, SCHEDULES, make_loss
 
 _LAZY = {  # submodule -> the public names it defines
-    "callbacks": "STATE_FILE HISTORY_FILE LAST_MODEL BEST_MODEL read_state read_history "
-    "RunCheckpoint NanGuard TimeBudget BudgetProgbar CURVES_FILE TENSORBOARD_DIR "
-    "TrainingCurves EarlyStop check_tensorboard tensorboard_callback",
+    "runfolder": "STATE_FILE HISTORY_FILE LAST_MODEL BEST_MODEL LOCK_FILE RunLock "
+    "RunLockedError commit_epoch recover staging_dir",
+    "callbacks": "read_state read_history RunCheckpoint NanGuard TimeBudget BudgetProgbar "
+    "CURVES_FILE TENSORBOARD_DIR TrainingCurves EarlyStop check_tensorboard "
+    "tensorboard_callback",
     "plan": "CPU_PIXELS_PER_STEP GPU_PIXELS_PER_STEP CPU_PATCH GPU_PATCH VALIDATION_SHARE "
-    "MAX_STEPS_PER_EPOCH RARE_CLASS CANONICAL MANY_CLASSES DatasetFingerprint TrainingPlan "
-    "fingerprint layout_information looks_like_stack plan_training describe_plan "
+    "MAX_STEPS_PER_EPOCH RARE_CLASS CANONICAL MANY_CLASSES DIM_RANGE DatasetFingerprint "
+    "TrainingPlan fingerprint layout_information looks_like_stack plan_training describe_plan "
     "describe_fingerprint",
     "loop": "train build_model make_metrics",
+    "resume": "RESOLVED config_for_resume check_resumed_labels load_result",
     "calibration": "evaluation_settings trained_tta",
 }
 __getattr__, __dir__ = lazy_face(__name__, _LAZY)

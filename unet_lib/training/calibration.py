@@ -8,9 +8,9 @@ import numpy as np
 
 from unet_lib.fileio import write_json_atomic
 from unet_lib.targets import label_confusion_counts
-from unet_lib.training.callbacks import BEST_MODEL
 from unet_lib.training.config import CONFIG_FILE, is_tta_setting
 from unet_lib.training.datasets import validation_set
+from unet_lib.training.runfolder import BEST_MODEL
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.701, 0.05))
 

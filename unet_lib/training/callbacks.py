@@ -1,7 +1,7 @@
 """Keras callbacks for a run folder: ``last.keras`` (with the optimizer state), ``best.keras``,
-``history.csv`` and ``state.json``, each written atomically and ``state.json`` last (after a
-crash a rerun resumes from whole files, losing at most the running epoch); NaN; time budget;
-``curves.png``; early stopping; TensorBoard (checked before training starts)."""
+``history.csv`` and ``state.json``, committed together each epoch (:mod:`.runfolder`: after
+a crash a rerun resumes from the last committed epoch, losing at most the running one); NaN;
+time budget; ``curves.png``; early stopping; TensorBoard (checked before training starts)."""
 
 import csv
 import importlib.util
@@ -14,14 +14,17 @@ from pathlib import Path
 import keras
 
 from unet_lib.checks import is_int
-from unet_lib.fileio import read_json, write_json_atomic, write_text_atomic
+from unet_lib.fileio import read_json, write_json_atomic
 from unet_lib.model import save_model
 from unet_lib.training.registry import SCHEDULES
+from unet_lib.training.runfolder import (
+    BEST_MODEL,
+    HISTORY_FILE,
+    LAST_MODEL,
+    STATE_FILE,
+    commit_epoch,
+)
 
-STATE_FILE = "state.json"
-HISTORY_FILE = "history.csv"
-LAST_MODEL = "last.keras"
-BEST_MODEL = "best.keras"
 CURVES_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 
@@ -86,19 +89,23 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best_score, self.best_epoch = float(score), epoch + 1
         if not self.is_chief:
             return
+        writers = {}  # one commit: these files and state.json, or none of them
         if improved:
-            save_model(self.model, self.run_dir / BEST_MODEL, portable=True)  # to share
-        save_model(self.model, self.run_dir / LAST_MODEL)
-        write_text_atomic(self.run_dir / HISTORY_FILE, self._history_csv())
-        self.write_state(finished=False)
+            writers[BEST_MODEL] = lambda path: save_model(self.model, path, portable=True)
+        writers[LAST_MODEL] = lambda path: save_model(self.model, path)
+        writers[HISTORY_FILE] = lambda path: path.write_text(self._history_csv())
+        commit_epoch(self.run_dir, self.epochs_done, writers, self.state(finished=False))
 
-    def write_state(self, *, finished: bool, stopped_reason: str | None = None):
-        if not self.is_chief:
-            return
+    def state(self, *, finished: bool, stopped_reason: str | None = None) -> dict:
+        """The ``state.json`` content for the epochs done so far."""
         state = {k: getattr(self, k) for k in ("epochs_done", "best_score", "best_epoch")}
         state.update(monitor=self.monitor, train_seconds=round(self.train_seconds, 3))
-        state.update(finished=finished, stopped_reason=stopped_reason)
-        write_json_atomic(self.run_dir / STATE_FILE, state)
+        return {**state, "finished": finished, "stopped_reason": stopped_reason}
+
+    def write_state(self, *, finished: bool, stopped_reason: str | None = None):
+        if self.is_chief:
+            state = self.state(finished=finished, stopped_reason=stopped_reason)
+            write_json_atomic(self.run_dir / STATE_FILE, state)
 
     def _history_csv(self) -> str:
         keys = sorted(k for k in self.history if k != "epoch")

@@ -96,6 +96,10 @@ class TrainConfig:
     dropout: float = option(0.0, "dropout rate")
     upsampling: str = option("transpose", "decoder upsampling", choices=("transpose", "bilinear"))
     padding: str = option("same", "convolution padding", choices=("same", "valid"))
+    intensity_scaling: list | None = option(None, "each channel's (low, high) stretched to (0, "
+                                            "1) by the model's first layer (derived for data "
+                                            "using under a quarter of their stored range)",
+                                            derived=True, flag=False)  # fmt: skip
     # objective
     loss: str = option("dice_ce", "a registered loss, or a keras Loss", derived=True,
                        choices=LOSSES)  # fmt: skip
@@ -210,9 +214,12 @@ class TrainConfig:
         """The :class:`~unet_lib.data.AugmentConfig` of ``augment`` (``None``: off)."""
         from unet_lib.data import AugmentConfig
 
-        if self.augment is True:
-            return AugmentConfig()
-        return AugmentConfig.from_dict(self.augment) if self.augment else None
+        if not self.augment:
+            return None
+        values = {} if self.augment is True else dict(self.augment)
+        if self.intensity_scaling is not None:  # intensity changes in the model's units
+            values.setdefault("intensity_window", self.intensity_scaling)
+        return AugmentConfig.from_dict(values)
 
 
 @dataclass

@@ -3,19 +3,22 @@
 run (explicit options that differ from its stored ones are refused) or returns a finished one."""
 
 import math
+import zlib
 from pathlib import Path
 
 import keras
 
 from unet_lib import IGNORE_LABEL, metrics, runtime
-from unet_lib.fileio import read_json, write_json_atomic
+from unet_lib.fileio import write_json_atomic
 from unet_lib.model import build_unet, load_model
 from unet_lib.training import callbacks as run_callbacks
 from unet_lib.training import plan as planning
+from unet_lib.training import runfolder
 from unet_lib.training.calibration import choose_evaluation
 from unet_lib.training.config import CONFIG_FILE, TrainConfig, TrainResult, check_depth
 from unet_lib.training.datasets import choose_split, load, make_datasets
 from unet_lib.training.registry import make_loss, make_optimizer
+from unet_lib.training.resume import check_resumed_labels, config_for_resume, load_result
 
 
 def train(
@@ -54,24 +57,32 @@ def train(
         run_callbacks.check_tensorboard()
     state = None if overwrite else run_callbacks.read_state(run_dir)
     if state is not None:
-        config = config_for_resume(run_dir, config)
+        requested, config = config, config_for_resume(run_dir, config, explicit=set(options))
         if state.get("finished"):
             if verbose:
                 print(f"train: {run_dir} already finished; returning its best model")
             return load_result(run_dir, config, state)
+        check_resumed_labels(requested.labels, config, run_dir)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         runtime.enable_determinism()
-    dataset, settings = _prepare(config, run_dir, state, set(options), devices, overwrite, verbose)
-    train_ds, val_ds, steps, val_padded = make_datasets(config, dataset, settings)
-    if verbose:
-        print(_describe(config, settings, steps))
-    model = _model(config, settings, run_dir, state, steps, dataset.mapping, val_padded)
-    if settings.num_workers > 1:
-        _build_for_multi_worker(model, train_ds, settings.strategy)
-    run = _fit(model, config, run_dir, state, settings, (train_ds, val_ds, steps), callbacks,
-               tensorboard, verbose)  # fmt: skip
-    return _finish(config, run_dir, dataset, settings, *run, val_ds, verbose)
+    lock = runfolder.RunLock(run_dir)  # taken in _prepare by the process that writes
+    try:
+        dataset, settings = _prepare(config, run_dir, state, set(options), devices, overwrite,
+                                     verbose, lock)  # fmt: skip
+        train_ds, val_ds, steps, val_padded = make_datasets(config, dataset, settings)
+        if runtime.is_chief(settings):  # written once the data passed every check
+            write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+        if verbose:
+            print(_describe(config, settings, steps))
+        model = _model(config, settings, run_dir, state, steps, dataset.mapping, val_padded)
+        if settings.num_workers > 1:
+            _build_for_multi_worker(model, train_ds, settings.strategy)
+        run = _fit(model, config, run_dir, state, settings, (train_ds, val_ds, steps), callbacks,
+                   tensorboard, verbose)  # fmt: skip
+        return _finish(config, run_dir, dataset, settings, *run, val_ds, verbose)
+    finally:
+        lock.release()
 
 
 def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verbose):
@@ -124,9 +135,10 @@ def _watchers(config, checkpoint, tensorboard: bool, verbose: int):
     return watchers, early
 
 
-def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, verbose: int):
-    """Plans a new run, settles the devices and the run folder, loads the dataset, resolves
-    what the data decides and writes ``config.json``; returns ``(dataset, settings)``."""
+def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, verbose: int, lock):
+    """Plans a new run, settles the devices, takes the run folder (``lock``, then
+    :func:`runfolder.recover`), loads the dataset and resolves what the data decides; returns
+    ``(dataset, settings)``."""
     dataset = load(config, config.data)
     if state is None and config.auto_configure:
         _apply_plan(config, dataset, explicit, devices, verbose)
@@ -144,20 +156,34 @@ def _prepare(config, run_dir: Path, state, explicit: set, devices, overwrite, ve
         # a derived epoch counts one replica's batches; a step takes one batch per replica
         config.steps_per_epoch = max(1, math.ceil(config.steps_per_epoch / replicas))
         derived["steps_per_epoch"] += f"; / {replicas} replicas (a step takes {replicas} batches)"
-    _check_workers(settings, state, config)
+    if runtime.is_chief(settings):  # before the workers' barrier: they read what it recovers
+        _take_folder(run_dir, state, overwrite, lock, verbose)
+    _check_workers(settings, state, config, run_dir)
     if state is not None and verbose:
         print(f"train: resuming {run_dir} after epoch {state['epochs_done']}")
-    elif overwrite and runtime.is_chief(settings):
-        for name in (run_callbacks.STATE_FILE, run_callbacks.HISTORY_FILE, CONFIG_FILE):
-            (run_dir / name).unlink(missing_ok=True)
     runtime.apply_settings(settings)
     config.labels, config.channels = dataset.mapping.to_dict(), dataset.channels
     _check_against_data(config, dataset)
     choose_split(config, dataset)
     config.devices = _device_record(settings)
-    if runtime.is_chief(settings):
-        write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
     return dataset, settings
+
+
+def _take_folder(run_dir: Path, state, overwrite: bool, lock, verbose: int) -> None:
+    """Locks the run folder, then makes its files those ``state.json`` records (a killed run:
+    :func:`runfolder.recover`), or, with ``overwrite``, removes the old run's files."""
+    lock.acquire()
+    if overwrite:
+        state = None
+        names = (runfolder.STATE_FILE, runfolder.HISTORY_FILE, CONFIG_FILE, runfolder.BEST_MODEL,
+                 runfolder.LAST_MODEL, run_callbacks.CURVES_FILE)  # fmt: skip
+        for name in names:
+            (run_dir / name).unlink(missing_ok=True)
+    elif run_callbacks.read_state(run_dir) != state:
+        raise RuntimeError(f"{run_dir} changed while this training started; run it again")
+    for action in runfolder.recover(run_dir, state):
+        if verbose:
+            print(f"train: {run_dir}: {action}")
 
 
 def _check_against_data(config, dataset) -> None:
@@ -220,7 +246,7 @@ def _model(config, settings, run_dir: Path, state, steps: int, mapping, val_padd
     ignore = mapping.ignore_value is not None or val_padded
     with settings.strategy.scope():
         if state is not None:
-            return load_model(run_dir / run_callbacks.LAST_MODEL)
+            return load_model(run_dir / runfolder.LAST_MODEL)
         model = build_model(config)
         model.compile(
             optimizer=make_optimizer(config, steps),
@@ -238,7 +264,7 @@ def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, early
         checkpoint.write_state(finished=False, stopped_reason="nan_loss")
         raise FloatingPointError(
             f"the loss became NaN at epoch {epoch}, batch {batch}; the last good model "
-            f"(epoch {checkpoint.epochs_done}) is kept in {run_dir / run_callbacks.LAST_MODEL}. "
+            f"(epoch {checkpoint.epochs_done}) is kept in {run_dir / runfolder.LAST_MODEL}. "
             "Lower --learning-rate, or check the data for NaN/Inf values."
         )
     reason = "time_budget" if budget is not None and budget.exhausted else "epochs"
@@ -251,15 +277,21 @@ def _finish(config, run_dir, dataset, settings, checkpoint, guard, budget, early
     return load_result(run_dir, config, run_callbacks.read_state(run_dir))
 
 
-def _check_workers(settings, state: dict | None, config) -> None:
-    """Multi-worker: refuses a time budget, waits for every worker and checks that all read
-    the same state (so all start from the same epoch)."""
+def _check_workers(settings, state: dict | None, config, run_dir: Path) -> None:
+    """Multi-worker: refuses a time budget, waits for every worker and checks that all name
+    the same run folder and read the same state (so all start from the same epoch)."""
     if settings.num_workers <= 1:
         return
     if config.time_budget_minutes is not None:
         raise ValueError(
             "time_budget_minutes cannot be used with several workers (each would stop at a "
             "different step); give epochs instead"
+        )
+    path_code = zlib.crc32(str(run_dir.resolve()).encode()) % 2**20  # squares stay exact in float64
+    if not runtime.same_on_every_worker(settings, path_code):
+        raise ValueError(
+            f"the workers name different run folders (this one: {run_dir}); every worker must "
+            "give the same --out, on a filesystem they all share"
         )
     done = -1 if state is None else int(state.get("epochs_done", 0))
     if not runtime.same_on_every_worker(settings, done):
@@ -285,7 +317,8 @@ def _build_for_multi_worker(model, dataset, strategy) -> None:
     model.compute_metrics = vector_logs
 
 
-_NETWORK = "depth base_filters convs_per_level batch_norm dropout upsampling padding".split()
+_NETWORK = ("depth base_filters convs_per_level batch_norm dropout upsampling padding "
+            "intensity_scaling").split()  # fmt: skip
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -315,36 +348,3 @@ def _describe(config, settings, steps) -> str:
         f"{settings.per_device_batch_size} per replica = {settings.global_batch_size} global, "
         f"{settings.precision_policy}, backend {keras.backend.backend()}"
     )
-
-
-#: Resolved by the first run from the data and the machine: never compared on resume.
-RESOLVED = {"labels", "channels", "num_classes", "train_stems", "val_stems", "devices",
-            "class_weights"}  # fmt: skip
-
-
-def config_for_resume(run_dir: Path, requested: TrainConfig) -> TrainConfig:
-    """The run folder's stored configuration, if ``requested`` agrees with it on every
-    option the caller set (those that differ from the defaults)."""
-    fix = "restore it from a backup, or start the run again with --overwrite"
-    stored = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE, fix))
-    defaults, old = TrainConfig().to_dict(), stored.to_dict()
-    given = {k: v for k, v in requested.to_dict().items() if k not in RESOLVED and v != defaults[k]}
-    differing = [key for key, value in given.items() if not _same(key, value, old[key])]
-    if differing:
-        raise ValueError(
-            f"{run_dir} holds a run started with other settings ({', '.join(differing)}); "
-            "use a new output folder, or overwrite=True (--overwrite) to start afresh."
-        )
-    return stored
-
-
-def _same(key, a, b) -> bool:
-    paths = key in ("data", "val_data") and a is not None and b is not None
-    return Path(a).resolve() == Path(b).resolve() if paths else a == b
-
-
-def load_result(run_dir: Path, config: TrainConfig, state: dict) -> TrainResult:
-    """The :class:`TrainResult` of a run folder: its best model (else the last)."""
-    best = run_dir / run_callbacks.BEST_MODEL
-    model = load_model(best if best.exists() else run_dir / run_callbacks.LAST_MODEL)
-    return TrainResult(model, run_callbacks.read_history(run_dir), run_dir, config, state)

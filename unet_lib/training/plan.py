@@ -21,6 +21,7 @@ RARE_CLASS = 0.05  # foreground classes under this share of pixels get patch ove
 LAYOUT_BANDS = 8  # rows (columns) are cut into this many bands to measure the layout
 CANONICAL = 0.1  # layout information from which an axis has a canonical direction
 MANY_CLASSES = 6  # from this many classes: weighted cross-entropy instead of Dice + CE
+DIM_RANGE = 0.25  # images whose 99.5th percentile is under this share of the stored range
 _SAMPLE_IMAGES = 32  # object sizes are measured on at most this many masks
 
 
@@ -233,7 +234,26 @@ def _plan_fixed(plan, fp, gpu, time_budget_minutes) -> None:
     plan.choose("base_filters", 16 if small else 32, reason)
     _plan_objective(plan, fp)
     plan.choose("schedule", "cosine", "cosine decay with warm-up")
+    _plan_intensity(plan, fp)
     _plan_augment(plan, fp)
+
+
+def _plan_intensity(plan, fp) -> None:
+    """Stretch dim data (12-bit values in 16-bit files fill 1/16 of the stored range) so that
+    the network and the intensity augmentation see them as they see 8-bit data."""
+    top = max(high for _, high in fp.intensity_percentiles)
+    spread = [high - low for low, high in fp.intensity_percentiles]
+    if top >= DIM_RANGE:
+        plan.choose("intensity_scaling", None, f"as stored: the 99.5th percentile reaches "
+                    f"{top:.2f} of the stored range")  # fmt: skip
+        return
+    if min(spread) <= 1e-6:
+        plan.choose("intensity_scaling", None, "as stored: a channel is (nearly) constant")
+        return
+    window = [[low, high] for low, high in fp.intensity_percentiles]
+    plan.choose("intensity_scaling", window, f"the images fill only {100 * top:.2g} % of their "
+                "stored range (12-bit data in 16-bit files?): percentiles 0.5 / 99.5 of each "
+                "channel mapped to 0 / 1 by the model's first layer")  # fmt: skip
 
 
 def _plan_objective(plan, fp) -> None:
