@@ -152,17 +152,20 @@ def test_two_concurrent_trainings_on_one_folder(tiny_data, tmp_path):
             assert first.poll() is None, "the first training ended early"
             time.sleep(0.2)
         params = len(load_model(run / "last.keras").get_weights())
-        with pytest.raises(RunLockedError, match=f"pid {first.pid}"):
-            train(tiny_data, run, epochs=200, depth=2, base_filters=8, batch_size=2, verbose=0)
+        same = dict(epochs=200, depth=2, base_filters=4, batch_size=2, steps_per_epoch=20)
+        with pytest.raises(RunLockedError, match=f"pid {first.pid}"):  # the same job twice
+            train(tiny_data, run, verbose=0, **same)
+        with pytest.raises(ValueError, match="other settings: base_filters=8"):
+            train(tiny_data, run, verbose=0, **{**same, "base_filters": 8})
     finally:
         first.kill()
         first.wait(timeout=30)
     assert json.loads((run / "config.json").read_text())["base_filters"] == 4
     assert len(load_model(run / "last.keras").get_weights()) == params
-    # the killed first run left its lock: stale, taken over by the resume
-    result = train(tiny_data, run, epochs=read_state(run)["epochs_done"] + 1, depth=2,
-                   base_filters=4, batch_size=2, steps_per_epoch=20, verbose=0)  # fmt: skip
-    assert result.history["epoch"][-1] == read_state(run)["epochs_done"]
+    # the killed first run left its lock behind: stale now, so the next writer takes it
+    assert (run / runfolder.LOCK_FILE).exists()
+    with RunLock(run) as lock:
+        assert lock.held
     assert not (run / runfolder.LOCK_FILE).exists()
 
 
@@ -223,13 +226,15 @@ def test_reordered_classes_are_refused_with_both_mappings():
 def test_resume_and_evaluate_refuse_a_reordered_dataset_json(tiny_data, tmp_path, capsys):
     from unet_lib.cli import main
 
-    run = tmp_path / "run"
-    train(tiny_data, run, epochs=1, **TINY)
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    train(data, run, epochs=1, **TINY)
     state = read_state(run)
-    (run / "state.json").write_text(json.dumps({**state, "finished": False}))
-    swapped = _swap(tiny_data, tmp_path)
+    (run / "state.json").write_text(json.dumps({**state, "finished": False}))  # resumable
+    swapped = _swap(data, tmp_path)
+    shutil.copy(swapped / "dataset.json", data / "dataset.json")  # edited in place
     with pytest.raises(DatasetError, match="classes would be mixed up"):
-        train(swapped, run, epochs=2, **TINY)
+        train(data, run, epochs=1, **TINY)
     code = main(["evaluate", "--model", str(run / "best.keras"), "--data", str(swapped)])
     assert code == 1 and "classes would be mixed up" in capsys.readouterr().err
     model_scores = main(["evaluate", "--model", str(run / "best.keras"), "--data", str(tiny_data),

@@ -137,8 +137,7 @@ def _intensity(image, config, seed):
     if config.intensity_window is not None:
         low = tf.constant([lo for lo, _ in config.intensity_window], tf.float32)
         width = tf.constant([hi - lo for lo, hi in config.intensity_window], tf.float32)
-    top = (1.0 - low) / width  # the stored range's 1 in window units
-    x = tf.clip_by_value((image - low) / width, -low / width, top)
+    x = tf.clip_by_value((image - low) / width, -low / width, (1.0 - low) / width)
     if config.intensity:
         u = 2 * tf.random.stateless_uniform([3, batch, 1, 1, 1], s_int) - 1  # in [-1, 1)
         x = tf.maximum(x, 0.0) ** tf.exp(u[0] * math.log1p(config.gamma))
@@ -146,7 +145,7 @@ def _intensity(image, config, seed):
         x = (x - mean) * (1 + u[1] * config.contrast) + mean + u[2] * config.brightness
     if config.noise:
         x = x + tf.random.stateless_normal(tf.shape(x), s_noise) * config.noise_std
-    return tf.clip_by_value(x, -low / width, top) * width + low
+    return tf.clip_by_value(x * width + low, 0.0, 1.0)  # back to the stored units
 
 
 def augment_batch(image, mask, weights, config, seed):
