@@ -14,12 +14,13 @@ import time
 
 import pytest
 
-from unet_lib.data import DatasetError, check_same_mapping
+from unet_lib.data import DatasetError
 from unet_lib.data.synthetic import make_synthetic_dataset
 from unet_lib.model import load_model
 from unet_lib.training import runfolder
 from unet_lib.training.callbacks import read_history, read_state
 from unet_lib.training.loop import train
+from unet_lib.training.resume import check_same_mapping
 from unet_lib.training.runfolder import RunLock, RunLockedError, commit_epoch, recover
 
 TINY = dict(depth=2, base_filters=4, batch_size=4, steps_per_epoch=3, verbose=0)

@@ -232,7 +232,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def _check_labels(data: str, labels, run: dict, model_path: str) -> None:
     """The mapping the masks will be read with (``labels``, else ``data/dataset.json``) must
     be the one the model's run trained with (its ``config.json``), class for class."""
-    from unet_lib.data import check_same_mapping, load_label_mapping
+    from unet_lib.data import load_label_mapping
+    from unet_lib.training import check_same_mapping
 
     where = "--labels" if labels is not None else str(Path(data) / "dataset.json")
     found = load_label_mapping(data, labels)

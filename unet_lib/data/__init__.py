@@ -28,7 +28,7 @@ from .folder import (
     load_label_mapping,
     validate_dataset,
 )
-from .labels import DatasetError, LabelMapping, check_same_mapping, infer_label_mapping, pack_rgb
+from .labels import DatasetError, LabelMapping, infer_label_mapping, pack_rgb
 from .padding import as_pair, pad_to_multiple_np, reflect_indices, unpad_np
 from .splits import split_dataset
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic_dataset
@@ -40,7 +40,7 @@ __getattr__, __dir__ = lazy_face(__name__, _LAZY)
 __all__ = ["IMAGE_EXTENSIONS", "Pair", "count_pages", "find_pairs", "list_images", "read_image"]
 __all__ += ["read_labels", "read_mask", "DatasetSummary", "LoadedDataset", "load_dataset"]
 __all__ += ["load_label_mapping", "validate_dataset", "DatasetError", "LabelMapping"]
-__all__ += ["infer_label_mapping", "pack_rgb", "page_stems", "check_same_mapping"]
+__all__ += ["infer_label_mapping", "pack_rgb", "page_stems"]
 __all__ += ["as_pair", "pad_to_multiple_np", "reflect_indices", "unpad_np", "split_dataset"]
 __all__ += ["default_data_dir", "ensure_default_dataset", "make_synthetic_dataset"]
 __all__ += __getattr__.names

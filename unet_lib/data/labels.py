@@ -323,27 +323,6 @@ class LabelMapping:
         return lut[labels.astype(np.int64)]  # -1 indexes the last entry (the ignore value)
 
 
-def check_same_mapping(found, trained, found_where: str, trained_where: str) -> None:
-    """Raises ``DatasetError`` unless the mapping ``found`` (the data's, from ``found_where``)
-    is the one a model was ``trained`` with (from ``trained_where``): the same class names and
-    values in the same order. A reordered ``dataset.json`` would otherwise swap the classes
-    without a word (membrane scored as background). Either may be a LabelMapping or a dict in
-    the ``dataset.json`` form; ``None`` (nothing recorded) passes."""
-    if found is None or trained is None:
-        return
-    found, trained = (
-        m if isinstance(m, LabelMapping) else LabelMapping.from_dict(m) for m in (found, trained)
-    )
-    if found != trained:
-        raise DatasetError(
-            f"{found_where} maps {json.dumps(found.to_dict()['labels'])} but the model was "
-            f"trained with {json.dumps(trained.to_dict()['labels'])} ({trained_where}): the "
-            "classes would be mixed up; use the training run's dataset.json (or --labels) for "
-            "these masks",
-            header="the label mapping differs from the model's:",
-        )
-
-
 def _as_list(value) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 

@@ -2,6 +2,7 @@
 (the resolved :class:`TrainConfig`) rebuilds model and pipeline. The same call resumes the
 run (explicit options that differ from its stored ones are refused) or returns a finished one."""
 
+import contextlib
 import math
 import zlib
 from pathlib import Path
@@ -66,8 +67,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         runtime.enable_determinism()
-    lock = runfolder.RunLock(run_dir)  # taken in _prepare by the process that writes
-    try:
+    with contextlib.closing(runfolder.RunLock(run_dir)) as lock:  # taken by the writer
         dataset, settings = _prepare(config, run_dir, state, set(options), devices, overwrite,
                                      verbose, lock)  # fmt: skip
         train_ds, val_ds, steps, val_padded = make_datasets(config, dataset, settings)
@@ -81,8 +81,6 @@ def train(
         run = _fit(model, config, run_dir, state, settings, (train_ds, val_ds, steps), callbacks,
                    tensorboard, verbose)  # fmt: skip
         return _finish(config, run_dir, dataset, settings, *run, val_ds, verbose)
-    finally:
-        lock.release()
 
 
 def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verbose):

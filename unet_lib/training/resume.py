@@ -1,10 +1,12 @@
 """What a rerun on a run folder may do: resume with the stored configuration when the
 request agrees with it (every option given explicitly, whatever its value) and the data are
-read with the same label mapping, or return a finished run's result."""
+read with the same label mapping (also checked by evaluate and predict), or return a
+finished run's result."""
 
+import json
 from pathlib import Path
 
-from unet_lib.data import check_same_mapping, load_label_mapping
+from unet_lib.data import DatasetError, LabelMapping, load_label_mapping
 from unet_lib.fileio import read_json
 from unet_lib.model import load_model
 from unet_lib.training import runfolder
@@ -59,3 +61,24 @@ def check_resumed_labels(given, config, run_dir: Path) -> None:
     where = "the labels option" if given is not None else str(Path(config.data) / "dataset.json")
     found = load_label_mapping(config.data, given)
     check_same_mapping(found, config.labels, where, str(run_dir / CONFIG_FILE))
+
+
+def check_same_mapping(found, trained, found_where: str, trained_where: str) -> None:
+    """Raises ``DatasetError`` unless the mapping ``found`` (the data's, from ``found_where``)
+    is the one a model was ``trained`` with (from ``trained_where``): the same class names and
+    values in the same order. A reordered ``dataset.json`` would otherwise swap the classes
+    without a word (membrane scored as background). Either may be a LabelMapping or a dict in
+    the ``dataset.json`` form; ``None`` (nothing recorded) passes."""
+    if found is None or trained is None:
+        return
+    found, trained = (
+        m if isinstance(m, LabelMapping) else LabelMapping.from_dict(m) for m in (found, trained)
+    )
+    if found != trained:
+        raise DatasetError(
+            f"{found_where} maps {json.dumps(found.to_dict()['labels'])} but the model was "
+            f"trained with {json.dumps(trained.to_dict()['labels'])} ({trained_where}): the "
+            "classes would be mixed up; use the training run's dataset.json (or --labels) for "
+            "these masks",
+            header="the label mapping differs from the model's:",
+        )

@@ -146,6 +146,10 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             self.held = False
 
+    def close(self) -> None:
+        """:meth:`release` (for ``contextlib.closing``: a lock taken later, if at all)."""
+        self.release()
+
     def __enter__(self) -> RunLock:
         return self.acquire()
 
