@@ -41,11 +41,12 @@ train(sys.argv[1], sys.argv[2], epochs={epochs}, steps_per_epoch={steps}, depth=
 
 def check_folder(run: Path) -> dict:
     """Recover a copy of ``run`` as a resume would, then check it; returns what was found."""
+    from unet_lib.fileio import temporary_files
     from unet_lib.model import load_model
     from unet_lib.training import read_history, read_state, recover
 
     found = {"staged": sorted(p.name for p in run.glob(".epoch-*")),
-             "temporary": sorted(p.name for p in run.glob(".*.tmp*")),
+             "temporary": [p.name for p in temporary_files(run)],
              "lock": (run / ".lock").exists()}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "run"

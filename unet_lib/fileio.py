@@ -42,6 +42,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files that :func:`atomic_path` left in ``folder`` (``.NAME.*.tmp.EXT``:
+    a process killed between writing and renaming), sorted."""
+    return sorted(p for p in Path(folder).glob(".*.tmp*") if p.is_file())
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically and return the path."""
     with atomic_path(path) as tmp:

@@ -232,13 +232,10 @@ def run_demo(args: argparse.Namespace) -> int:
 def _check_labels(data: str, labels, run: dict, model_path: str) -> None:
     """The mapping the masks will be read with (``labels``, else ``data/dataset.json``) must
     be the one the model's run trained with (its ``config.json``), class for class."""
-    from unet_lib.data import load_label_mapping
-    from unet_lib.training import check_same_mapping
+    from unet_lib.training import check_data_labels
 
-    where = "--labels" if labels is not None else str(Path(data) / "dataset.json")
-    found = load_label_mapping(data, labels)
-    stored = str(Path(model_path).parent / "config.json")
-    check_same_mapping(found, run.get("labels"), where, stored)
+    stored = Path(model_path).parent / "config.json"
+    check_data_labels(data, labels, run.get("labels"), stored, option="--labels")
 
 
 def _run_config(model_path: str) -> dict:

@@ -19,7 +19,8 @@ _LAZY = {  # submodule -> the public names it defines
     "TrainingPlan fingerprint layout_information looks_like_stack plan_training describe_plan "
     "describe_fingerprint",
     "loop": "train build_model make_metrics",
-    "resume": "RESOLVED config_for_resume check_resumed_labels check_same_mapping load_result",
+    "resume": "RESOLVED config_for_resume check_resumed_labels check_data_labels "
+    "check_same_mapping load_result",
     "calibration": "evaluation_settings trained_tta",
 }
 __getattr__, __dir__ = lazy_face(__name__, _LAZY)

@@ -58,9 +58,15 @@ def load_result(run_dir: Path, config: TrainConfig, state: dict) -> TrainResult:
 def check_resumed_labels(given, config, run_dir: Path) -> None:
     """The mapping the data would be read with now (``given``, else the data's dataset.json)
     must be the one the run trained with: else a resume would mix up the classes."""
-    where = "the labels option" if given is not None else str(Path(config.data) / "dataset.json")
-    found = load_label_mapping(config.data, given)
-    check_same_mapping(found, config.labels, where, str(run_dir / CONFIG_FILE))
+    check_data_labels(config.data, given, config.labels, run_dir / CONFIG_FILE)
+
+
+def check_data_labels(data, labels, trained, config_path, option="the labels option") -> None:
+    """The mapping ``data`` is read with (``labels``, named ``option`` in messages, else
+    ``data/dataset.json``) against the one a run ``trained`` with (its ``config_path``):
+    :func:`check_same_mapping`. Shared by resume, ``evaluate`` and ``predict``."""
+    where = option if labels is not None else str(Path(data) / "dataset.json")
+    check_same_mapping(load_label_mapping(data, labels), trained, where, str(config_path))
 
 
 def check_same_mapping(found, trained, found_where: str, trained_where: str) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from unet_lib.fileio import write_json_atomic
+from unet_lib.fileio import temporary_files, write_json_atomic
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
@@ -97,10 +97,9 @@ def recover(run_dir: str | Path, state: dict | None) -> list[str]:
         elif stage.is_dir():
             shutil.rmtree(stage)
             actions.append(f"removed {stage.name} (an epoch that was never committed)")
-    for leftover in sorted(run_dir.glob(".*.tmp*")):  # fileio.atomic_path's temporary names
-        if leftover.is_file():
-            leftover.unlink()
-            actions.append(f"removed the temporary file {leftover.name}")
+    for leftover in temporary_files(run_dir):
+        leftover.unlink()
+        actions.append(f"removed the temporary file {leftover.name}")
     return actions
 
 
