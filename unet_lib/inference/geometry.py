@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
-from unet_lib.model import padded_size, valid_input_size, valid_output_size
+from unet_lib.model import ENCODER_STRIDE, padded_size, valid_input_size, valid_output_size
 
 _POOLS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 _UNET_CONV = re.compile(r"(enc|dec)\d+_conv\d+|bottleneck_conv\d+")
@@ -98,7 +98,9 @@ def _measure(model, multiple) -> Geometry:
     if isinstance(shape, list):
         raise ValueError("predict needs a model with one image input.")
     channels, (h, w) = shape[-1], shape[1:3]
-    m = multiple or math.prod(int(p.strides[0]) for _, p in _pool_layers(model))
+    encoder = any(layer.name == "encoder_input" for layer in getattr(model, "layers", ()))
+    pools = math.prod(int(p.strides[0]) for _, p in _pool_layers(model))
+    m = multiple or (ENCODER_STRIDE if encoder else pools)  # backbones also stride convolutions
     if h is not None and w is not None:
         oh, ow = model.output_shape[1:3]
         if h - oh != w - ow or (h - oh) % 2 or oh > h:

@@ -16,6 +16,7 @@ from unet_lib.model.blocks import (
     intensity_scaling,
     segmentation_head,
 )
+from unet_lib.model.encoders import ENCODER_STRIDE, ENCODERS
 from unet_lib.model.saving import load_model, portable_copy, save_model
 from unet_lib.model.sizes import padded_size, valid_input_size, valid_output_size
 from unet_lib.model.unet import PADDING_MODES, UPSAMPLING_MODES, build_unet
@@ -24,5 +25,5 @@ __all__ = [
     "UPSAMPLING_MODES", "PADDING_MODES", "padded_size", "valid_output_size", "valid_input_size",
     "intensity_scaling", "conv_block", "encoder_block", "decoder_block", "segmentation_head",
     "build_unet",
-    "BatchNorm", "load_model", "save_model", "portable_copy",
+    "BatchNorm", "load_model", "save_model", "portable_copy", "ENCODERS", "ENCODER_STRIDE",
 ]  # fmt: skip

@@ -62,7 +62,8 @@ def encoder_block(x, filters: int, *, dropout: float = 0.0, name: str = "enc", *
 
 def decoder_block(x, skip, filters: int, *, upsampling: str = "transpose", crop: int = 0,
                   name: str = "dec", **conv_kwargs):  # fmt: skip
-    """One level of the expanding path: up-sample, concatenate the skip, convolve.
+    """One level of the expanding path: up-sample, concatenate the skip (``None``: no skip,
+    the last level of an encoder U-Net), convolve.
 
     ``upsampling``: ``"transpose"`` (2x2 transposed convolution, the paper's up-conv) or
     ``"bilinear"`` (resize, then 1x1 convolution: no checkerboard artefacts). ``crop``: pixels
@@ -78,7 +79,8 @@ def decoder_block(x, skip, filters: int, *, upsampling: str = "transpose", crop:
         x = layers.Conv2D(filters, 1, kernel_initializer="he_normal", name=f"{name}_upproj")(x)
     if crop:
         skip = layers.Cropping2D(crop, name=f"{name}_crop")(skip)
-    x = layers.Concatenate(name=f"{name}_concat")([skip, x])
+    if skip is not None:
+        x = layers.Concatenate(name=f"{name}_concat")([skip, x])
     return conv_block(x, filters, name=name, **conv_kwargs)
 
 

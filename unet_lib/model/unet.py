@@ -7,6 +7,7 @@ from keras import layers
 
 from unet_lib.model.blocks import conv_block, decoder_block, encoder_block, segmentation_head
 from unet_lib.model.blocks import intensity_scaling as scaling_layer
+from unet_lib.model.encoders import decoder_filters, encoder_depth, encoder_features
 from unet_lib.model.sizes import check_spatial_size, skip_crop
 
 UPSAMPLING_MODES = ("transpose", "bilinear")
@@ -16,7 +17,8 @@ PADDING_MODES = ("same", "valid")
 def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int = 4,
                base_filters: int = 64, convs_per_level: int = 2, batch_norm: bool = False,
                dropout: float = 0.0, upsampling: str = "transpose", padding: str = "same",
-               output_activation="auto", intensity_scaling=None,
+               output_activation="auto", intensity_scaling=None, encoder: str | None = None,
+               encoder_weights=None, freeze_encoder: bool = False,
                name: str = "unet") -> keras.Model:  # fmt: skip
     """Build an uncompiled U-Net; level ``i`` (0 at full resolution) has
     ``base_filters * 2**i`` channels, the bottleneck ``base_filters * 2**depth``.
@@ -36,12 +38,24 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
             activation name, or ``None`` for logits.
         intensity_scaling: ``None``, or one ``(low, high)`` per channel mapped to ``(0, 1)``
             by the model's first layer (:func:`~unet_lib.model.blocks.intensity_scaling`).
+        encoder: ``None`` (the paper's encoder) or a ``keras.applications`` backbone from
+            :data:`~unet_lib.model.encoders.ENCODERS` (``"resnet50"``, ``"vgg16"``,
+            ``"mobilenetv2"``, ``"efficientnetb0"``): its strides 2-16 are the skips, five
+            decoder levels of ``base_filters * (16, 8, 4, 2, 1)`` channels follow, sizes divide
+            by 32 and ``depth`` is not used.
+        encoder_weights: ``None`` (random), ``"imagenet"`` (downloaded by Keras) or the path
+            of the backbone's weights file (an offline machine).
+        freeze_encoder: the backbone's layers are not trainable.
         name: Model name.
 
     Example:
         >>> build_unet((256, 256, 1), num_classes=3, base_filters=16).output_shape
         (None, 256, 256, 3)
     """
+    if encoder is not None:
+        depth = ENCODER_DEPTH
+        if padding != "same":
+            raise ValueError("an encoder U-Net takes padding='same' only; drop padding='valid'")
     _validate_arguments(
         input_shape, num_classes, depth, base_filters, convs_per_level, dropout, upsampling, padding
     )
@@ -51,6 +65,13 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
     inputs = x = keras.Input(shape=tuple(input_shape), name="image")
     if intensity_scaling is not None:
         x = scaling_layer(intensity_scaling, input_shape[-1])(x)
+    if encoder is not None:
+        skips, x = encoder_features(x, encoder, input_shape[-1], encoder_weights, freeze_encoder)
+        widths = decoder_filters(base_filters)
+        for level, skip in zip(range(depth, 0, -1), [*reversed(skips), None], strict=True):
+            x = decoder_block(x, skip, widths[depth - level], upsampling=upsampling,
+                              name=f"dec{level}", **conv_kwargs)  # fmt: skip
+        return keras.Model(inputs, segmentation_head(x, num_classes, output_activation), name=name)
     skips = []
     for level in range(depth):
         rate = dropout if level == depth - 1 else 0.0
@@ -68,6 +89,9 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
         )  # fmt: skip
     outputs = segmentation_head(x, num_classes, output_activation)
     return keras.Model(inputs, outputs, name=name)
+
+
+ENCODER_DEPTH = encoder_depth()
 
 
 def _validate_arguments(

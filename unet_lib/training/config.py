@@ -48,6 +48,7 @@ def _class_weights(text: str):
 
 
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
+ENCODER_NAMES = ("resnet50", "vgg16", "mobilenetv2", "efficientnetb0")  # model.ENCODERS' keys
 MIN_PATCH = 8
 MIN_BOTTLENECK = 2  # pixels left on the short side after depth halvings
 
@@ -96,6 +97,11 @@ class TrainConfig:
     dropout: float = option(0.0, "dropout rate")
     upsampling: str = option("transpose", "decoder upsampling", choices=("transpose", "bilinear"))
     padding: str = option("same", "convolution padding", choices=("same", "valid"))
+    encoder: str | None = option(None, "a keras.applications backbone as the encoder",
+                                 choices=ENCODER_NAMES)  # fmt: skip
+    encoder_weights: str | None = option(None, "'imagenet' or the path of the backbone's "
+                                         "weights file (none: random)", metavar="W")  # fmt: skip
+    freeze_encoder: bool = option(False, "keep the backbone's weights fixed")
     intensity_scaling: list | None = option(None, "each channel's (low, high) stretched to (0, "
                                             "1) by the model's first layer (derived for data "
                                             "using under a quarter of their stored range)",
@@ -200,7 +206,12 @@ class TrainConfig:
                 f"whole images), got {patch!r}"
             )
         if sides:
-            check_depth(self.depth, min(sides), "the patch size")
+            check_depth(self.size_depth, min(sides), "the patch size")
+
+    @property
+    def size_depth(self) -> int:
+        """Halvings of the input: ``depth``, or the encoder's 5 (sizes divide by 2**this)."""
+        return self.depth if self.encoder is None else 5
 
     def to_dict(self) -> dict:
         """The fields as JSON-ready values; Keras objects in their serialised form."""

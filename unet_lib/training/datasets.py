@@ -60,7 +60,7 @@ def make_datasets(config, dataset, settings):
     train = dataset.select(config.train_stems)
     weights = sample_weights(config, train.masks, dataset.mapping.num_classes)
     steps = config.steps_per_epoch or max(1, math.ceil(len(train) / settings.global_batch_size))
-    multiple = 2**config.depth
+    multiple = 2**config.size_depth
     train_ds = make_dataset(
         train.images,
         train.masks,

@@ -198,7 +198,7 @@ def _check_against_data(config, dataset) -> None:
         )
     if config.patch_size is None and len(dataset):
         side = min(min(m.shape[:2]) for m in dataset.masks)
-        check_depth(config.depth, side, "the smallest image")
+        check_depth(config.size_depth, side, "the smallest image")
 
 
 def _device_record(settings) -> dict:
@@ -316,7 +316,7 @@ def _build_for_multi_worker(model, dataset, strategy) -> None:
 
 
 _NETWORK = ("depth base_filters convs_per_level batch_norm dropout upsampling padding "
-            "intensity_scaling").split()  # fmt: skip
+            "intensity_scaling encoder encoder_weights freeze_encoder").split()  # fmt: skip
 
 
 def build_model(config: TrainConfig) -> keras.Model:

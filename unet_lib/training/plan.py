@@ -193,6 +193,9 @@ def plan_training(
         batch = max(1, min(batch, n_train))
     plan.choose("batch_size", batch, f"~{target / 2**20:.1f} Mpx per step on a {device_kind}")
     _plan_fixed(plan, fp, gpu, time_budget_minutes)
+    if given.get("encoder"):
+        plan.choose("base_filters", 16, f"a {given['encoder']} encoder: segmentation_models' "
+                    "decoder widths, 256, 128, 64, 32, 16")  # fmt: skip
     batch = given.get("batch_size", batch)
     val_pixels = n_val * fp.median_size[0] * fp.median_size[1]
     epoch_steps = math.ceil(val_pixels / (3 * VALIDATION_SHARE * (batch * ph * pw)))
