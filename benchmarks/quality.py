@@ -172,13 +172,15 @@ def prepare_split(key: str, root: Path, out: Path) -> tuple[Path, Path, int, int
 
 
 def train_command(recipe: str, train_dir: Path, run_dir: Path, minutes: float) -> list[str]:
-    """The fresh-process command that trains ``recipe`` (``defaults`` or ``plain``)."""
+    """The fresh-process command that trains ``recipe``: ``defaults``, ``plain``, or the name
+    of an encoder (the defaults with ``--encoder NAME``, :mod:`benchmarks.encoders`)."""
     if recipe == "plain":
         return [sys.executable, "-m", "benchmarks.plain_recipe", "--data", str(train_dir),
                 "--out", str(run_dir), "--time-budget", str(minutes)]  # fmt: skip
+    encoder = [] if recipe == "defaults" else ["--encoder", recipe]
     return [sys.executable, "-m", "unet_lib", "train", "--data", str(train_dir),
             "--out", str(run_dir), "--time-budget", str(minutes), "--quiet",
-            "--overwrite"]  # fmt: skip
+            "--overwrite", *encoder]  # fmt: skip
 
 
 def run_one(key: str, root: Path, out: Path, minutes: float, log, score_run=None,
@@ -225,6 +227,7 @@ def score(key: str, run_dir: Path, test_dir: Path, report_file: Path) -> dict:
         "name": DATASETS[key]["name"],
         "run": str(run_dir),
         "train_seconds": state["train_seconds"],
+        "parameters": model.count_params(),
         "epochs": state["epochs_done"],
         "steps": state["epochs_done"] * int(config["steps_per_epoch"]),
         "best_epoch": state["best_epoch"],
