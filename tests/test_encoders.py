@@ -142,3 +142,55 @@ def test_train_and_the_command_line_take_an_encoder(tmp_path):
     assert {
         k: train_options(args)[k] for k in ("encoder", "encoder_weights", "freeze_encoder")
     } == {"encoder": "vgg16", "encoder_weights": "w.h5", "freeze_encoder": True}
+
+
+def test_a_frozen_encoder_warm_up_holds_the_backbone_then_trains_it_and_resumes(tmp_path):
+    from unet_lib.data.synthetic import make_synthetic_dataset
+    from unet_lib.model import backbone_layers
+    from unet_lib.training import train
+
+    class Watch(keras.callbacks.Callback):  # the first backbone kernel and a decoder kernel
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def _record(self):
+            self.seen.append([np.array(self.model.get_layer(n).get_weights()[0])
+                              for n in ("Conv1", "dec1_conv1")])  # fmt: skip
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._record()
+
+    class Crash(keras.callbacks.Callback):  # after the first epoch's commit
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("killed")
+
+    data = make_synthetic_dataset(tmp_path / "data", num_images=6, size=64, seed=2)
+    options = dict(encoder="mobilenetv2", freeze_encoder_epochs=1, base_filters=2, batch_size=2,
+                   steps_per_epoch=2, epochs=2, verbose=0)  # fmt: skip
+    first, second = Watch(), Watch()
+    with pytest.raises(RuntimeError, match="killed"):
+        train(data, tmp_path / "run", callbacks=[first, Crash()], **options)
+    (begin, _), (encoder, decoder) = first.seen[0], first.seen[1]
+    np.testing.assert_array_equal(encoder, begin)  # the warm-up epoch left the backbone alone
+    assert not np.array_equal(decoder, first.seen[0][1])  # ... and trained the decoder
+    result = train(data, tmp_path / "run", callbacks=[second], **options)  # resumes at epoch 2
+    np.testing.assert_array_equal(second.seen[0][0], begin)
+    assert not np.array_equal(second.seen[1][0], begin)  # epoch 2 trains the backbone
+    layers = backbone_layers(result.model, "mobilenetv2")
+    assert layers[0].name == "Conv1" and all(layer.trainable for layer in layers)
+
+
+def test_the_warm_up_needs_an_encoder_that_is_not_frozen_for_good():
+    from unet_lib.training.config import ENCODER_DEPTH, TrainConfig
+
+    assert 2**ENCODER_DEPTH == ENCODER_STRIDE
+    with pytest.raises(ValueError, match="freeze_encoder_epochs needs an encoder"):
+        TrainConfig(data="d", freeze_encoder_epochs=2)
+    with pytest.raises(ValueError, match="freeze_encoder=False, got 2"):
+        TrainConfig(data="d", encoder="vgg16", freeze_encoder=True, freeze_encoder_epochs=2)
+    with pytest.raises(ValueError, match="freeze_encoder_epochs must be a whole number >= 0"):
+        TrainConfig(data="d", encoder="vgg16", freeze_encoder_epochs=-1)

@@ -16,7 +16,7 @@ from unet_lib.model.blocks import (
     intensity_scaling,
     segmentation_head,
 )
-from unet_lib.model.encoders import ENCODER_STRIDE, ENCODERS
+from unet_lib.model.encoders import ENCODER_STRIDE, ENCODERS, backbone_layers
 from unet_lib.model.saving import load_model, portable_copy, save_model
 from unet_lib.model.sizes import padded_size, valid_input_size, valid_output_size
 from unet_lib.model.unet import PADDING_MODES, UPSAMPLING_MODES, build_unet
@@ -26,4 +26,5 @@ __all__ = [
     "intensity_scaling", "conv_block", "encoder_block", "decoder_block", "segmentation_head",
     "build_unet",
     "BatchNorm", "load_model", "save_model", "portable_copy", "ENCODERS", "ENCODER_STRIDE",
+    "backbone_layers",
 ]  # fmt: skip

@@ -189,3 +189,21 @@ def decoder_filters(base_filters: int) -> tuple[int, ...]:
 def encoder_depth() -> int:
     """The number of halvings of every encoder: log2 of :data:`ENCODER_STRIDE`."""
     return int(math.log2(ENCODER_STRIDE))
+
+
+def backbone_layers(model: keras.Model, encoder: str) -> list:
+    """The layers of ``encoder``'s backbone in an encoder U-Net (all up to its bottleneck but
+    the input and its adapters), e.g. to freeze them for a warm-up.
+
+    Example:
+        >>> model = build_unet((64, 64, 3), 1, encoder="vgg16")  # doctest: +SKIP
+        >>> [layer.name for layer in backbone_layers(model, "vgg16")][:2]  # doctest: +SKIP
+        ['block1_conv1', 'block1_conv2']
+    """
+    names = [layer.name for layer in model.layers]
+    bottleneck = check_encoder(encoder, None).bottleneck
+    if bottleneck not in names:
+        raise ValueError(f"{model.name} is not a U-Net on a {encoder} encoder (no {bottleneck})")
+    own = {"encoder_input", "intensity_scaling"}
+    layers_ = model.layers[: names.index(bottleneck) + 1]
+    return [x for x in layers_ if x.name not in own and not isinstance(x, keras.layers.InputLayer)]

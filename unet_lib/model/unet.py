@@ -66,12 +66,16 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
     if intensity_scaling is not None:
         x = scaling_layer(intensity_scaling, input_shape[-1])(x)
     if encoder is not None:
-        skips, x = encoder_features(x, encoder, input_shape[-1], encoder_weights, freeze_encoder)
-        widths = decoder_filters(base_filters)
-        for level, skip in zip(range(depth, 0, -1), [*reversed(skips), None], strict=True):
-            x = decoder_block(x, skip, widths[depth - level], upsampling=upsampling,
-                              name=f"dec{level}", **conv_kwargs)  # fmt: skip
-        return keras.Model(inputs, segmentation_head(x, num_classes, output_activation), name=name)
+        x = _encoder_path(x, encoder, input_shape[-1], encoder_weights, freeze_encoder,
+                          base_filters, upsampling, conv_kwargs)  # fmt: skip
+    else:
+        x = _paper_path(x, depth, base_filters, dropout, upsampling, conv_kwargs)
+    outputs = segmentation_head(x, num_classes, output_activation)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _paper_path(x, depth, base_filters, dropout, upsampling, conv_kwargs):
+    """The paper's contracting path, bottleneck and expanding path on ``x``."""
     skips = []
     for level in range(depth):
         rate = dropout if level == depth - 1 else 0.0
@@ -81,14 +85,25 @@ def build_unet(input_shape=(None, None, 1), num_classes: int = 1, *, depth: int 
     x = conv_block(x, base_filters * 2**depth, name="bottleneck", **conv_kwargs)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    valid = conv_kwargs["padding"] == "valid"
     for level in reversed(range(depth)):
-        crop = skip_crop(level, depth, convs_per_level) if padding == "valid" else 0
+        crop = skip_crop(level, depth, conv_kwargs["convs"]) if valid else 0
         x = decoder_block(
             x, skips[level], base_filters * 2**level, upsampling=upsampling, crop=crop,
             name=f"dec{level + 1}", **conv_kwargs,
         )  # fmt: skip
-    outputs = segmentation_head(x, num_classes, output_activation)
-    return keras.Model(inputs, outputs, name=name)
+    return x
+
+
+def _encoder_path(x, encoder, channels, weights, freeze, base_filters, upsampling, conv_kwargs):
+    """A backbone's skips and bottleneck on ``x``, then five decoder levels (the last one
+    without a skip: no backbone keeps a full-resolution feature map)."""
+    skips, x = encoder_features(x, encoder, channels, weights, freeze)
+    widths = decoder_filters(base_filters)
+    for level, skip in zip(range(ENCODER_DEPTH, 0, -1), [*reversed(skips), None], strict=True):
+        x = decoder_block(x, skip, widths[ENCODER_DEPTH - level], upsampling=upsampling,
+                          name=f"dec{level}", **conv_kwargs)  # fmt: skip
+    return x
 
 
 ENCODER_DEPTH = encoder_depth()

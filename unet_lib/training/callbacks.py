@@ -1,7 +1,8 @@
 """Keras callbacks for a run folder: ``last.keras`` (with the optimizer state), ``best.keras``,
 ``history.csv`` and ``state.json``, committed together each epoch (:mod:`.runfolder`: after
 a crash a rerun resumes from the last committed epoch, losing at most the running one); NaN;
-time budget; ``curves.png``; early stopping; TensorBoard (checked before training starts)."""
+a frozen-encoder warm-up; time budget; ``curves.png``; early stopping; TensorBoard (checked
+before training starts)."""
 
 import csv
 import importlib.util
@@ -116,6 +117,36 @@ class RunCheckpoint(keras.callbacks.Callback):
             epoch = str(int(self.history["epoch"][i]))
             writer.writerow([epoch, *(_format(self.history[k][i]) for k in keys)])
         return buffer.getvalue()
+
+
+class EncoderWarmup(keras.callbacks.Callback):
+    """Keeps ``layers`` (a backbone: :func:`~unet_lib.model.backbone_layers`) fixed for the
+    first ``epochs`` epochs, so that the new decoder learns before the encoder moves.
+
+    The optimizer is built for every weight before the first epoch; each frozen epoch ends
+    with the layers trainable again, before the epoch's commit, so every checkpoint is the
+    model after the warm-up and a resumed run loads it with all its optimizer state. The
+    training step is retraced only when the frozen state changes. Place it before the
+    :class:`RunCheckpoint`.
+    """
+
+    def __init__(self, layers, epochs: int):
+        super().__init__()
+        self.layers, self.epochs, self._traced_frozen = list(layers), int(epochs), False
+
+    def _set_trainable(self, trainable: bool) -> None:
+        for layer in self.layers:
+            layer.trainable = trainable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        frozen = epoch < self.epochs
+        self._set_trainable(not frozen)
+        if frozen != self._traced_frozen:
+            self.model.make_train_function(force=True)
+            self._traced_frozen = frozen
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._set_trainable(True)
 
 
 class NanGuard(keras.callbacks.Callback):

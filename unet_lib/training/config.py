@@ -48,7 +48,10 @@ def _class_weights(text: str):
 
 
 _ON_OFF = {"auto": "auto", "on": True, "off": False}
-ENCODER_NAMES = ("resnet50", "vgg16", "mobilenetv2", "efficientnetb0")  # model.ENCODERS' keys
+# model.ENCODERS' keys and log2 of model.ENCODER_STRIDE (a test holds them equal; this module
+# stays free of Keras so that the command line starts fast)
+ENCODER_NAMES = ("resnet50", "vgg16", "mobilenetv2", "efficientnetb0")
+ENCODER_DEPTH = 5
 MIN_PATCH = 8
 MIN_BOTTLENECK = 2  # pixels left on the short side after depth halvings
 
@@ -102,6 +105,9 @@ class TrainConfig:
     encoder_weights: str | None = option(None, "'imagenet' or the path of the backbone's "
                                          "weights file (none: random)", metavar="W")  # fmt: skip
     freeze_encoder: bool = option(False, "keep the backbone's weights fixed")
+    freeze_encoder_epochs: int = option(0, "keep the backbone fixed for the first N epochs, "
+                                        "then train it too (the new decoder warms up first)",
+                                        metavar="N")  # fmt: skip
     intensity_scaling: list | None = option(None, "each channel's (low, high) stretched to (0, "
                                             "1) by the model's first layer (derived for data "
                                             "using under a quarter of their stored range)",
@@ -178,6 +184,9 @@ class TrainConfig:
             "eval_tta must be True, False, 'auto' or a count 1..8": not is_tta_setting(tta),
             "eval_threshold must be in (0, 1) or 'auto'": threshold != "auto"
             and not 0 < float(threshold) < 1,
+            "freeze_encoder_epochs needs an encoder (encoder=NAME) and freeze_encoder=False": (
+                self.freeze_encoder_epochs and (self.encoder is None or self.freeze_encoder)
+            ),
         }
         for message, bad in problems.items():
             if bad:
@@ -190,7 +199,8 @@ class TrainConfig:
     def _check_numbers(self) -> None:
         """Whole-number options, the patch size, and the depth against the patch."""
         lows = {"epochs": 1, "batch_size": 1, "depth": 1, "base_filters": 1,
-                "convs_per_level": 1, "warmup_epochs": 0, "seed": 0}  # fmt: skip
+                "convs_per_level": 1, "warmup_epochs": 0, "seed": 0,
+                "freeze_encoder_epochs": 0}  # fmt: skip
         optional = {"steps_per_epoch": 1, "num_classes": 1}
         for name, low in {**lows, **optional}.items():
             value = getattr(self, name)
@@ -211,7 +221,7 @@ class TrainConfig:
     @property
     def size_depth(self) -> int:
         """Halvings of the input: ``depth``, or the encoder's 5 (sizes divide by 2**this)."""
-        return self.depth if self.encoder is None else 5
+        return self.depth if self.encoder is None else ENCODER_DEPTH
 
     def to_dict(self) -> dict:
         """The fields as JSON-ready values; Keras objects in their serialised form."""

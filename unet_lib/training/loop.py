@@ -11,7 +11,7 @@ import keras
 
 from unet_lib import IGNORE_LABEL, metrics, runtime
 from unet_lib.fileio import write_json_atomic
-from unet_lib.model import build_unet, load_model
+from unet_lib.model import backbone_layers, build_unet, load_model
 from unet_lib.training import callbacks as run_callbacks
 from unet_lib.training import plan as planning
 from unet_lib.training import runfolder
@@ -102,6 +102,10 @@ def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verb
         plateau = dict(monitor=checkpoint.monitor, mode="max", factor=0.5, patience=5, min_lr=1e-6)
         scheduling = [keras.callbacks.ReduceLROnPlateau(**plateau)]
     watchers, early = _watchers(config, checkpoint, tensorboard, verbose)
+    warmup = []  # before the checkpoint: it unfreezes the encoder before the epoch's commit
+    if config.freeze_encoder_epochs:
+        layers = backbone_layers(model, config.encoder)
+        warmup = [run_callbacks.EncoderWarmup(layers, config.freeze_encoder_epochs)]
     initial_epoch = state["epochs_done"] if state else 0
     if early is not None and early.due():  # resumed after it had stopped (state not final)
         early.stopped = True
@@ -112,7 +116,7 @@ def _fit(model, config, run_dir, state, settings, data, extra, tensorboard, verb
             epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
-            callbacks=[guard, checkpoint, *watchers, *scheduling, *(extra or [])],
+            callbacks=[guard, *warmup, checkpoint, *watchers, *scheduling, *(extra or [])],
             shuffle=False,  # the pipeline shuffles, seeded
             verbose=verbose,
         )
