@@ -1,8 +1,9 @@
 """The data layer: dataset folders, the built-in synthetic data, augmentation and tf.data.
 
-``labels``, ``files``, ``folder``, ``splits``, ``synthetic`` and ``padding`` use NumPy and
-OpenCV; the TensorFlow names (``make_dataset``, ``AugmentConfig``, ...) are imported on first
-use, so ``import unet_lib.data`` never imports TensorFlow.
+``labels``, ``files``, ``folder``, ``splits``, ``synthetic``, ``samples`` (the bundled real
+data) and ``padding`` use NumPy and OpenCV; the TensorFlow names (``make_dataset``,
+``AugmentConfig``, ...) are imported on first use, so ``import unet_lib.data`` never
+imports TensorFlow.
 
 Example:
     >>> data = load_dataset(ensure_default_dataset("binary"))  # doctest: +SKIP
@@ -30,6 +31,7 @@ from .folder import (
 )
 from .labels import DatasetError, LabelMapping, infer_label_mapping, pack_rgb
 from .padding import as_pair, pad_to_multiple_np, reflect_indices, unpad_np
+from .samples import SAMPLES, check_manifest, sample_dataset
 from .splits import split_dataset
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic_dataset
 
@@ -43,4 +45,5 @@ __all__ += ["load_label_mapping", "validate_dataset", "DatasetError", "LabelMapp
 __all__ += ["infer_label_mapping", "pack_rgb", "page_stems"]
 __all__ += ["as_pair", "pad_to_multiple_np", "reflect_indices", "unpad_np", "split_dataset"]
 __all__ += ["default_data_dir", "ensure_default_dataset", "make_synthetic_dataset"]
+__all__ += ["SAMPLES", "check_manifest", "sample_dataset"]
 __all__ += __getattr__.names
