@@ -85,3 +85,25 @@ def test_no_matplotlib_tensorflow_or_keras_import():
         n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
     }
     assert not imported & {"matplotlib", "tensorflow", "keras", "torch", "jax"}, imported
+
+
+def test_error_map_paints_true_and_false_positives_and_false_negatives():
+    from unet_lib.viz.palette import ERROR_COLORS, error_map
+
+    image = np.full((2, 3), 0.5, np.float32)  # grey 128 after to_rgb (round(0.5 * 255))
+    truth = np.array([[1, 0, 2], [2, -1, 0]])
+    pred = np.array([[1, 1, 1], [0, 2, 0]])
+    out = error_map(image, truth, pred, alpha=0.5).astype(int)
+    base = round(128 * 0.6)  # 77: the dimmed grey image
+    tp, fp, fn = (np.array(c) for c in ERROR_COLORS.values())
+    # mixed = 0.5 * 76.8 + 0.5 * colour (the dimmed grey before rounding is 76.8)
+    mix = lambda c: np.round(0.5 * 76.8 + 0.5 * c).astype(int)  # noqa: E731
+    np.testing.assert_array_equal(out[0, 0], mix(tp))  # class 1 predicted as 1
+    np.testing.assert_array_equal(out[0, 1], mix(fp))  # background predicted as 1
+    np.testing.assert_array_equal(out[0, 2], mix(fp))  # class 2 predicted as class 1
+    np.testing.assert_array_equal(out[1, 0], mix(fn))  # class 2 predicted as background
+    np.testing.assert_array_equal(out[1, 1], [base] * 3)  # ignored: not scored
+    np.testing.assert_array_equal(out[1, 2], [base] * 3)  # correct background
+    assert len({tuple(c) for c in ERROR_COLORS.values()}) == 3
+    with pytest.raises(ValueError, match="must have one size"):
+        error_map(image, truth, pred[:, :2])

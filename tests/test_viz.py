@@ -51,7 +51,10 @@ def test_plot_samples_axes_and_save(tmp_path):
     path = tmp_path / "figs" / "samples.png"
     fig = viz.plot_samples(images, masks, probs, class_names=["bg", "a", "b"], n=3, save=path)
     assert isinstance(fig, plt.Figure)
-    assert len(fig.axes) == 3 * 4  # rows x (image, truth, prediction, overlay)
+    assert len(fig.axes) == 3 * 4  # rows x (image, truth, prediction, errors)
+    assert [ax.get_title() for ax in fig.axes[1:4]] == ["truth", "prediction", "errors"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["bg", "a", "b", "true positive", "false positive", "false negative"]
     assert_saved_png(path)
     fig = viz.plot_samples(list(images), list(masks[..., None]), n=10, overlay_mode="outline")
     assert len(fig.axes) == 5 * 3  # n capped at N; no prediction column
@@ -68,6 +71,20 @@ def test_plot_samples_ranking_follows_scores(rank, expected):
     firsts = [fig.axes[4 * r].get_title() for r in range(4)]
     assert [int(t.split()[0][1:]) for t in firsts] == expected
     assert firsts[0].endswith(f"Dice {scores[expected[0]]:.3f}")
+
+
+def test_plot_samples_rows_by_name_and_a_title():
+    images, masks, probs = batch()
+    stems = ["a", "b", "c", "d", "0123456789abcdef0123456789"]
+    fig = viz.plot_samples(images, masks, probs, scores=[0.5, 0.2, 0.4, 0.9, 0.1], rank="worst",
+                           n=2, names=stems, title="mean Dice 0.420")  # fmt: skip
+    assert [fig.axes[4 * r].get_title() for r in range(2)] == [
+        "0123456789a…6789  Dice 0.100",  # long stems keep their start and end
+        "b  Dice 0.200",
+    ]
+    assert fig._suptitle.get_text() == "mean Dice 0.420"
+    with pytest.raises(ValueError, match="2 names for 5 images"):
+        viz.plot_samples(images, masks, names=["a", "b"])
 
 
 def test_plot_samples_errors():

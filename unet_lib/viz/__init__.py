@@ -4,7 +4,14 @@
 
 from unet_lib.lazy import lazy_face
 from unet_lib.viz.figures import SAVE_DPI, save_figure
-from unet_lib.viz.palette import IGNORE_COLOR, TRUTH_OUTLINE_COLOR, label_colors, overlay
+from unet_lib.viz.palette import (
+    ERROR_COLORS,
+    IGNORE_COLOR,
+    TRUTH_OUTLINE_COLOR,
+    error_map,
+    label_colors,
+    overlay,
+)
 
 _LAZY = {
     "charts": "plot_confusion_matrix plot_history plot_per_class history_curves HistoryCurves",
@@ -13,4 +20,4 @@ _LAZY = {
 __getattr__, __dir__ = lazy_face(__name__, _LAZY)
 
 __all__ = ["SAVE_DPI", "save_figure", "IGNORE_COLOR", "TRUTH_OUTLINE_COLOR", "label_colors"]
-__all__ += ["overlay", *__getattr__.names]
+__all__ += ["overlay", "ERROR_COLORS", "error_map", *__getattr__.names]

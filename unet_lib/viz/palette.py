@@ -8,7 +8,8 @@ import colorsys
 import cv2
 import numpy as np
 
-__all__ = ["IGNORE_COLOR", "TRUTH_OUTLINE_COLOR", "label_colors", "overlay"]
+__all__ = ["ERROR_COLORS", "IGNORE_COLOR", "TRUTH_OUTLINE_COLOR", "error_map", "label_colors"]
+__all__ += ["overlay"]
 
 #: Colour of ignored pixels (label < 0): neutral mid grey.
 IGNORE_COLOR = (128, 128, 128)
@@ -22,6 +23,13 @@ _PALETTE = (
     (204, 121, 167), (240, 228, 66), (204, 102, 119), (51, 34, 136), (221, 204, 119),
     (17, 119, 51), (136, 204, 238), (68, 170, 153), (153, 153, 51), (136, 34, 85), (170, 68, 153),
 )  # fmt: skip
+#: :func:`error_map`'s three colours (Okabe-Ito: blue, vermillion, yellow, told apart with
+#: every kind of colour blindness and in grey-scale print).
+ERROR_COLORS = {
+    "true positive": (0, 114, 178),
+    "false positive": (213, 94, 0),
+    "false negative": (240, 228, 66),
+}
 #: The ways :func:`overlay` draws a label map.
 OVERLAY_MODES = ("tint", "outline")
 
@@ -183,4 +191,36 @@ def compare(image, truth, pred, pal, mode: str = "tint", alpha: float = 0.45) ->
     """Prediction drawn with ``mode``, truth outlined in ``TRUTH_OUTLINE_COLOR`` on top."""
     out = overlay(image, pred, mode=mode, alpha=alpha, colors=pal)
     _draw_outline(out, truth, pal, color=TRUTH_OUTLINE_COLOR)
+    return out
+
+
+def error_map(image, truth, pred, *, alpha: float = 0.7) -> np.ndarray:
+    """Where a prediction is right and wrong, painted over the image in dim grey: ``(H, W, 3)``
+    uint8 RGB in :data:`ERROR_COLORS`.
+
+    True positive: a foreground pixel (class >= 1) predicted as its class. False positive: a
+    pixel predicted as a foreground class it is not (background, or another class). False
+    negative: a foreground pixel predicted as background. Correct background and ignored
+    pixels (truth ``< 0``) keep the grey image; ``alpha`` is the colours' weight.
+
+    Example:
+        >>> error_map(np.zeros((1, 3)), np.array([[1, 0, 1]]), np.array([[1, 1, 0]]))[0].tolist()
+        [[0, 80, 125], [149, 66, 0], [168, 160, 46]]
+    """
+    alpha = check_alpha(alpha)
+    img, t, p = to_rgb(image), to_labels(truth, "truth"), prediction_labels(pred)
+    if not t.shape == p.shape == img.shape[:2]:
+        raise ValueError(f"image {img.shape[:2]}, truth {t.shape} and prediction {p.shape} "
+                         "must have one size.")  # fmt: skip
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) * 0.6
+    base = np.repeat(grey[..., None], 3, axis=-1)
+    out = np.round(base).astype(np.uint8)
+    scored = t >= 0
+    where = (
+        scored & (t >= 1) & (p == t),
+        scored & (p >= 1) & (p != t),
+        scored & (t >= 1) & (p == 0),
+    )
+    for mask, color in zip(where, ERROR_COLORS.values(), strict=True):
+        _tint(out, base, mask, color, alpha)
     return out

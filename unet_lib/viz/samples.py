@@ -1,4 +1,4 @@
-"""Image figures: sample grids (image | truth | prediction | overlay), augmentations, one image.
+"""Image figures: sample grids (image | truth | prediction | errors), augmentations, one image.
 
 Colours come from :func:`~unet_lib.viz.palette.label_colors`; ignored pixels (``< 0``) are grey.
 """
@@ -25,13 +25,13 @@ def _show(ax, picture, title=None, **kwargs):
     return image
 
 
-def _legend(fig, class_names, colors) -> None:
-    if class_names:
-        handles = [
-            Patch(facecolor=colors[i] / 255.0, edgecolor="0.5", label=str(name))
-            for i, name in enumerate(class_names)
-            if i < len(colors)
-        ]
+def _legend(fig, class_names, colors, errors: bool = False) -> None:
+    """Class colours (with ``class_names``) and, with ``errors``, the error-map colours."""
+    pairs = [(colors[i], str(name)) for i, name in enumerate(class_names or []) if i < len(colors)]
+    if errors:
+        pairs += [(np.asarray(color), name) for name, color in palette.ERROR_COLORS.items()]
+    if pairs:
+        handles = [Patch(facecolor=c / 255.0, edgecolor="0.5", label=n) for c, n in pairs]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
 
 
@@ -41,6 +41,11 @@ def _colors(label_maps, class_names) -> np.ndarray:
     if class_names is not None and len(class_names) > len(colors):
         colors = palette.label_colors(len(class_names))
     return colors
+
+
+def _short(name: str, most: int = 16) -> str:
+    """``name``, or its start and end around an ellipsis when longer than ``most``."""
+    return name if len(name) <= most else f"{name[: most - 5]}…{name[-4:]}"
 
 
 def _as_list(items) -> list:
@@ -92,26 +97,30 @@ def _sample_pictures(i, image, truth, pred, colors, overlay_mode, alpha) -> list
     if pred.shape != truth.shape:
         raise ValueError(f"predictions[{i}] shape {pred.shape} != mask {truth.shape}.")
     pictures.append((palette.colorize(pred, colors), "prediction"))
-    both = palette.compare(img, truth, pred, colors, overlay_mode, alpha)
-    return [*pictures, (both, "pred (colour) vs truth (white)")]
+    return [*pictures, (palette.error_map(img, truth, pred), "errors")]
 
 
 def plot_samples(
     images, masks, predictions=None, *, class_names=None, n: int = 4, overlay_mode="tint",
-    scores=None, rank: str = "none", alpha: float = 0.45, save=None,
+    scores=None, rank: str = "none", alpha: float = 0.45, names=None, title=None, save=None,
 ):  # fmt: skip
-    """A grid with one row per sample (``n`` rows at most): image | truth | prediction | overlay.
+    """A grid with one row per sample (``n`` rows at most): image | truth | prediction | errors.
 
-    Without ``predictions``: image | truth | overlay (truth drawn with ``overlay_mode``); with
+    Without ``predictions``: image | truth | overlay (truth drawn with ``overlay_mode``). With
     them (label maps, or probabilities: ``(H, W, K)`` argmax, ``(H, W, 1)`` ``> 0.5``) the
-    overlay draws the prediction and outlines the truth in white. ``images``: ``(N, H, W, C)``
-    or a sequence; ``masks``: ``N`` label maps; ``class_names`` add a legend. Rows are titled
-    ``#index`` and, with per-image ``scores``, the score (``Dice 0.812``); ``rank``:
-    ``"none"`` (input order), ``"worst"`` (lowest first) or ``"best"``, NaN last.
+    last column is the :func:`~unet_lib.viz.palette.error_map`: true positives, false
+    positives and false negatives in three colour-blind-safe colours, in the legend.
+    ``images``: ``(N, H, W, C)`` or a sequence; ``masks``: ``N`` label maps; ``class_names``
+    add the classes to the legend. Rows are titled by ``names`` (e.g. file stems; default
+    ``#index``) and, with per-image ``scores``, the score (``Dice 0.812``); ``rank``:
+    ``"none"`` (input order), ``"worst"`` (lowest first) or ``"best"``, NaN last; ``title``:
+    the figure's title (e.g. the mean Dice).
     """
     imgs, truths = _as_list(images), _as_list(masks)
     preds = _as_list(predictions) if predictions is not None else None
     _check_samples(imgs, truths, preds, overlay_mode, rank, n)
+    if names is not None and len(names) != len(imgs):
+        raise ValueError(f"got {len(names)} names for {len(imgs)} images: one per image.")
     alpha = palette.check_alpha(alpha)
     score_arr, order = _ranked(scores, rank, n, len(imgs))
     truth_maps = {i: palette.to_labels(truths[i], f"masks[{i}]") for i in order}
@@ -120,18 +129,20 @@ def plot_samples(
         pred_maps = {i: palette.prediction_labels(preds[i], f"predictions[{i}]") for i in order}
     colors = _colors([*truth_maps.values(), *pred_maps.values()], class_names)
     ncols = 4 if preds is not None else 3
-    size = (2.4 * ncols, 2.4 * len(order) + (0.4 if class_names else 0))
-    fig, axes = grid(len(order), ncols, size)
+    extra = (0.5 if class_names or preds is not None else 0) + (0.4 if title else 0)
+    fig, axes = grid(len(order), ncols, (2.4 * ncols, 2.4 * len(order) + extra))
     for row, i in enumerate(order):
-        head = f"#{i}"
+        head = f"#{i}" if names is None else _short(str(names[i]))
         if score_arr is not None:
             head += f"  Dice {score_arr[i]:.3f}" if np.isfinite(score_arr[i]) else "  Dice n/a"
         pictures = _sample_pictures(
             i, imgs[i], truth_maps[i], pred_maps.get(i), colors, overlay_mode, alpha
         )
-        for col, (picture, title) in enumerate(pictures):
-            _show(axes[row, col], picture, title or head)
-    _legend(fig, class_names, colors)
+        for col, (picture, label) in enumerate(pictures):
+            _show(axes[row, col], picture, label or head)
+    if title:
+        fig.suptitle(title)
+    _legend(fig, class_names, colors, errors=preds is not None)
     return finish(fig, save)
 
 
