@@ -28,6 +28,7 @@ ISBI = {"labels": {"background": 255, "membrane": 0}, "ignore_value": 128}
 TOP_KEYS = {
     "num_images", "classes", "foreground_classes", "mean_dice", "mean_iou", "pixel_accuracy",
     "pixel_error", "per_image_mean_dice", "per_image_mean_iou", "per_class", "per_image",
+    "confusion_matrix",
 }  # fmt: skip
 
 
@@ -134,6 +135,10 @@ def test_save_json_writes_null_and_the_contract_keys(isbi, tmp_path):
     assert set(loaded["per_class"]) == {"background", "membrane"}
     assert set(loaded["per_class"]["membrane"]) == {"dice", "iou", "precision", "recall",
                                                     "tp", "fp", "fn"}  # fmt: skip
+    (tn, fp), (fn, tp) = loaded["confusion_matrix"]  # rows: truth background, membrane
+    membrane = loaded["per_class"]["membrane"]
+    assert (tp, fp, fn) == (membrane["tp"], membrane["fp"], membrane["fn"])
+    assert tn + fp + fn + tp == sum(int((t >= 0).sum()) for t in truths)  # scored pixels
     assert set(loaded["per_image"][0]) == {"stem", "dice", "iou", "mean_dice", "mean_iou",
                                            "pixel_accuracy", "rand_error"}  # fmt: skip
     assert loaded["rand_error"] == pytest.approx(

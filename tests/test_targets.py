@@ -147,3 +147,16 @@ def test_numpy_twin_rejects_bad_predictions():
         label_confusion_counts(np.array([0, 1]), np.array([0, 2]), 2)
     with pytest.raises(ValueError, match="same shape"):
         label_confusion_counts(np.zeros(2, int), np.zeros(3, int), 2)
+
+
+def test_label_confusion_matrix_against_a_pixel_by_pixel_count():
+    from unet_lib.targets import label_confusion_matrix
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(-1, 3, size=(4, 9, 7))  # -1: ignored
+    pred = rng.integers(0, 3, size=(4, 9, 7))
+    expected = np.zeros((3, 3), np.int64)
+    for t, p in zip(truth.ravel(), pred.ravel(), strict=True):
+        if t >= 0:
+            expected[t, p] += 1
+    np.testing.assert_array_equal(label_confusion_matrix(truth, pred, 3), expected)

@@ -3,7 +3,8 @@
 ``num_classes`` outputs mean ``L = max(2, num_classes)`` label classes. Truth is a label map
 (floats are rounded) or one-hot; only pixels whose truth is a class ``0 .. L-1`` other than
 ``ignore_class`` count. :func:`prepare_truth` and :func:`confusion_counts` use ``keras.ops``;
-:func:`label_confusion_counts` is the count's NumPy twin for decided label maps.
+:func:`label_confusion_matrix` / :func:`label_confusion_counts` are the count's NumPy twin
+for decided label maps.
 
 Example:
     >>> tp, fp, fn = label_confusion_counts(np.array([[0, 1, 1, -1]]), np.array([[0, 1, 0, 1]]), 2)
@@ -159,27 +160,23 @@ def confusion_counts(y_true, y_pred, num_classes, *, from_logits=False, threshol
     return tp, ops.sum((1.0 - t) * p * w, axis=axes), ops.sum(t * (1.0 - p) * w, axis=axes)
 
 
-def label_confusion_counts(truth, prediction, num_labels: int, *, per_image: bool = False):
-    """Per-class true positives, false positives and false negatives of label maps (NumPy).
+def label_confusion_matrix(truth, prediction, num_labels: int) -> np.ndarray:
+    """The confusion matrix of label maps (NumPy): ``C[t, p]`` = pixels of truth ``t``
+    predicted ``p``, int64 ``(L, L)``; the count behind :func:`label_confusion_counts`.
 
     ``truth`` and ``prediction`` are integer label maps of the same shape; truth values outside
     ``0 .. num_labels-1`` (``IGNORE_LABEL``) are left out, a counted prediction outside that
-    range is a ValueError. ``per_image`` counts each entry of the first axis separately.
+    range is a ValueError.
 
-    Returns:
-        ``(tp, fp, fn)``: int64 arrays ``(L,)`` (``(N, L)`` with ``per_image``): from the
-        confusion matrix ``C[t, p]``, ``tp = diag(C)``, ``fp = C.sum(0) - tp``,
-        ``fn = C.sum(1) - tp``.
+    Example:
+        >>> label_confusion_matrix(np.array([0, 1, 1, -1]), np.array([0, 1, 0, 1]), 2).tolist()
+        [[1, 0], [1, 1]]
     """
     truth, prediction = np.asarray(truth), np.asarray(prediction)
     if truth.shape != prediction.shape:
         raise ValueError(
             f"truth {truth.shape} and prediction {prediction.shape} must have the same shape."
         )
-    if per_image:
-        pairs = zip(truth, prediction, strict=True)
-        counts = [label_confusion_counts(t, p, num_labels) for t, p in pairs]
-        return tuple(np.stack(c).reshape(-1, num_labels) for c in zip(*counts, strict=True))
     valid = (truth >= 0) & (truth < num_labels)
     t = truth[valid].astype(np.int64)
     p = prediction[valid].astype(np.int64)
@@ -187,6 +184,30 @@ def label_confusion_counts(truth, prediction, num_labels: int, *, per_image: boo
         bad = np.unique(p[(p < 0) | (p >= num_labels)]).tolist()
         raise ValueError(f"prediction holds labels {bad} outside 0..{num_labels - 1}.")
     confusion = np.bincount(t * num_labels + p, minlength=num_labels * num_labels)
-    confusion = confusion.reshape(num_labels, num_labels)
+    return confusion.reshape(num_labels, num_labels)
+
+
+def counts_from_confusion(confusion: np.ndarray):
+    """``(tp, fp, fn)`` per class of a confusion matrix ``C[t, p]``: ``tp = diag(C)``,
+    ``fp = C.sum(0) - tp``, ``fn = C.sum(1) - tp``."""
+    confusion = np.asarray(confusion)
     tp = np.diag(confusion).copy()
     return tp, confusion.sum(0) - tp, confusion.sum(1) - tp
+
+
+def label_confusion_counts(truth, prediction, num_labels: int, *, per_image: bool = False):
+    """Per-class true positives, false positives and false negatives of label maps (NumPy):
+    :func:`counts_from_confusion` of :func:`label_confusion_matrix` (its rules for ignored
+    and out-of-range labels). ``per_image`` counts each entry of the first axis separately.
+
+    Returns:
+        ``(tp, fp, fn)``: int64 arrays ``(L,)`` (``(N, L)`` with ``per_image``).
+    """
+    if per_image:
+        truth, prediction = np.asarray(truth), np.asarray(prediction)
+        if truth.shape != prediction.shape:
+            label_confusion_matrix(truth, prediction, num_labels)  # raises with the shapes
+        pairs = zip(truth, prediction, strict=True)
+        counts = [label_confusion_counts(t, p, num_labels) for t, p in pairs]
+        return tuple(np.stack(c).reshape(-1, num_labels) for c in zip(*counts, strict=True))
+    return counts_from_confusion(label_confusion_matrix(truth, prediction, num_labels))

@@ -1,6 +1,6 @@
 """Scoring label maps: per-class Dice, IoU, precision, recall, pixel accuracy, Rand error.
 
-Confusion counts of each image come from :func:`unet_lib.targets.label_confusion_counts`;
+Confusion counts of each image come from :func:`unet_lib.targets.label_confusion_matrix`;
 dataset-level scores pool them over all images. Per class ``k``::
 
     dice = 2 tp / (2 tp + fp + fn)    iou = tp / (tp + fp + fn)
@@ -25,7 +25,7 @@ from keras import ops
 from unet_lib import IGNORE_LABEL
 from unet_lib.evaluation.randerror import rand_error
 from unet_lib.metrics import dice_from_counts, iou_from_counts
-from unet_lib.targets import label_confusion_counts
+from unet_lib.targets import counts_from_confusion, label_confusion_matrix
 
 __all__ = ["BACKGROUND", "Scorer", "foreground_classes", "score_label_maps"]
 
@@ -72,7 +72,7 @@ class Scorer:
             raise ValueError(f"need at least 2 classes, got {self.class_names}.")
         self.foreground = foreground_classes(self.class_names)
         self._fg_index = [self.class_names.index(n) for n in self.foreground]
-        self.counts: list[np.ndarray] = []  # (3, L) int64 per image: tp, fp, fn
+        self.matrices: list[np.ndarray] = []  # (L, L) int64 per image: C[truth, prediction]
         self.records: list[dict] = []  # per image
 
     def _check(self, stem: str, truth, prediction) -> tuple[np.ndarray, np.ndarray]:
@@ -105,11 +105,11 @@ class Scorer:
         """Score one ``(H, W)`` truth / prediction pair; returns its ``per_image`` record."""
         truth, prediction = self._check(stem, truth, prediction)
         try:
-            counts = label_confusion_counts(truth, prediction, len(self.class_names))
+            matrix = label_confusion_matrix(truth, prediction, len(self.class_names))
         except ValueError as err:  # a prediction outside 0..L-1: name the image
             raise ValueError(f"{stem}: {err}") from None
-        self.counts.append(np.stack(counts).astype(np.int64))
-        scores = self._scores(*self.counts[-1])
+        self.matrices.append(matrix.astype(np.int64))
+        scores = self._scores(*counts_from_confusion(matrix))
         for key in ("dice", "iou"):
             scores[key] = dict(zip(self.class_names, scores[key].tolist(), strict=True))
         if len(self.class_names) == 2:
@@ -121,7 +121,8 @@ class Scorer:
         """The dict of :func:`score_label_maps` for every image added."""
         if not self.records:
             raise ValueError("no images to evaluate.")
-        tp, fp, fn = np.sum(self.counts, axis=0)
+        confusion = np.sum(self.matrices, axis=0)
+        tp, fp, fn = counts_from_confusion(confusion)
         scores = self._scores(tp, fp, fn)
         columns = {"dice": scores["dice"], "iou": scores["iou"], "precision": _ratio(tp, tp + fp)}
         columns.update(recall=_ratio(tp, tp + fn), tp=tp, fp=fp, fn=fn)
@@ -139,6 +140,7 @@ class Scorer:
             name: {key: column[k].item() for key, column in columns.items()}
             for k, name in enumerate(self.class_names)
         }
+        result["confusion_matrix"] = confusion.tolist()
         return {**result, "per_image": [dict(r) for r in self.records]}
 
 
@@ -156,6 +158,7 @@ def score_label_maps(truths, predictions, class_names: Sequence[str], *, stems=N
              "pixel_accuracy", "pixel_error", "rand_error" (binary only),
              "per_image_mean_dice", "per_image_mean_iou",  # means of per-image means
              "per_class": {name: {"dice", "iou", "precision", "recall", "tp", "fp", "fn"}},
+             "confusion_matrix": [[pixels of truth t predicted p, ...], ...],  # C[t][p]
              "per_image": [{"stem", "dice": {name: ..}, "iou": {name: ..}, "mean_dice",
                             "mean_iou", "pixel_accuracy", "rand_error"}, ...]}
     """
