@@ -27,6 +27,8 @@ def test_each_encoder_builds_with_its_skips_at_strides_2_to_16(name):
     sizes = [tuple(t.shape[1:3]) for t in probe.outputs]
     assert sizes == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)], sizes
     assert model.get_layer("encoder_input").trainable is False
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(layer.momentum <= 0.99 for layer in norms)  # MobileNetV2 ships 0.999
 
 
 @pytest.mark.parametrize("channels", [1, 4])
