@@ -56,9 +56,9 @@ def test_the_rendered_copy_is_the_notebook_executed_with_every_figure_inline():
     errors = [o for c in rendered for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors, f"the rendered copy holds an error; {fix}"
     figures = [c for c in rendered if "viz.plot_" in "".join(c["source"])]
-    assert len(figures) >= 7  # samples, augmentations, curves, per class, confusion, grid, tiles
     images = [sum("image/png" in o.get("data", {}) for o in c["outputs"]) for c in figures]
     plots = ["".join(c["source"]).count("viz.plot_") for c in figures]
+    assert sum(plots) >= 7  # samples, augmentations, curves, per class, confusion, grid, tiles
     assert images == plots, f"figures missing from the rendered copy (images {images}); {fix}"
 
 
