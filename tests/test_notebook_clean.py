@@ -1,10 +1,12 @@
-"""Committed notebooks carry no outputs or execution counts (they are stripped in git), but
-for the rendered copy in docs/, which must be the notebook's code, executed, with every figure
-(``bash scripts/render_docs.sh`` writes it)."""
+"""Committed notebooks carry no outputs or execution counts (they are stripped in git); the
+page to read, docs/ImageSegmentation_U-NET.html, is the notebook's current code executed, with
+every figure (``bash scripts/render_docs.sh`` writes it)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "ImageSegmentation_U-NET.ipynb"
-RENDERED = REPO / "docs" / "ImageSegmentation_U-NET.executed.ipynb"
+RENDERED = REPO / "docs" / "ImageSegmentation_U-NET.html"
 
 
 def _tracked_notebooks() -> list[Path]:
@@ -22,7 +24,7 @@ def _tracked_notebooks() -> list[Path]:
         ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         listed = [str(p.relative_to(REPO)) for p in REPO.glob("*.ipynb")]
-    return [REPO / name for name in listed if REPO / name != RENDERED]
+    return [REPO / name for name in listed]
 
 
 def test_main_notebook_exists():
@@ -43,23 +45,30 @@ def test_notebook_is_stripped(path):
     )
 
 
-def _code(path: Path) -> list[dict]:
-    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-
-
-def test_the_rendered_copy_is_the_notebook_executed_with_every_figure_inline():
-    notebook, rendered = _code(NOTEBOOK), _code(RENDERED)
-    fix = "run `bash scripts/render_docs.sh` and commit docs/"
-    assert ["".join(c["source"]) for c in rendered] == ["".join(c["source"]) for c in notebook], (
-        f"{RENDERED.name} is not the notebook's current code; {fix}"
+def _render_module():
+    spec = importlib.util.spec_from_file_location(
+        "render_docs", REPO / "scripts" / "render_docs.py"
     )
-    errors = [o for c in rendered for o in c["outputs"] if o["output_type"] == "error"]
-    assert not errors, f"the rendered copy holds an error; {fix}"
-    figures = [c for c in rendered if "viz.plot_" in "".join(c["source"])]
-    images = [sum("image/png" in o.get("data", {}) for o in c["outputs"]) for c in figures]
-    plots = ["".join(c["source"]).count("viz.plot_") for c in figures]
-    assert sum(plots) >= 7  # samples, augmentations, curves, per class, confusion, grid, tiles
-    assert images == plots, f"figures missing from the rendered copy (images {images}); {fix}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_rendered_page_is_the_notebook_executed_with_every_figure_inline():
+    render = _render_module()
+    page = RENDERED.read_text()
+    notebook = json.loads(NOTEBOOK.read_text())
+    fix = "run `bash scripts/render_docs.sh` and commit docs/"
+    mark = re.match(rf"<!-- {render.MARK}: ([0-9a-f]{{64}}) -->", page)
+    assert mark and mark.group(1) == render.code_digest(notebook), (
+        f"{RENDERED.name} was not rendered from the notebook's current code; {fix}"
+    )
+    assert "Traceback" not in page, f"the rendered page holds an error; {fix}"
+    code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    plots = code.count("viz.plot_")
+    assert plots >= 7  # samples, augmentations, curves, per class, confusion, grid, tiles
+    images = page.count("data:image/png;base64")
+    assert images >= plots, f"figures missing from the rendered page ({images} of {plots}); {fix}"
 
 
 def test_the_main_job_keeps_jupyters_inline_figures():
