@@ -30,6 +30,7 @@ import numpy as np
 from keras import layers
 
 ENCODER_STRIDE = 32
+ENCODER_DEPTH = int(math.log2(ENCODER_STRIDE))  # the halvings of every encoder: 5
 #: The most a backbone's batch norm keeps of its moving statistics per step (Keras' default).
 #: MobileNetV2 ships with 0.999, tuned for ImageNet's million steps: after the 1587 steps of
 #: a 25-minute DSB2018 run its statistics were still so far off that inference-mode Dice was
@@ -192,11 +193,6 @@ def encoder_features(x, name: str, channels: int, encoder_weights=None, freeze: 
 def decoder_filters(base_filters: int) -> tuple[int, ...]:
     """Decoder widths from stride 16 to full size: ``base_filters * (16, 8, 4, 2, 1)``."""
     return tuple(base_filters * 2**k for k in range(4, -1, -1))
-
-
-def encoder_depth() -> int:
-    """The number of halvings of every encoder: log2 of :data:`ENCODER_STRIDE`."""
-    return int(math.log2(ENCODER_STRIDE))
 
 
 def backbone_layers(model: keras.Model, encoder: str) -> list:

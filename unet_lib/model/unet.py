@@ -7,7 +7,7 @@ from keras import layers
 
 from unet_lib.model.blocks import conv_block, decoder_block, encoder_block, segmentation_head
 from unet_lib.model.blocks import intensity_scaling as scaling_layer
-from unet_lib.model.encoders import decoder_filters, encoder_depth, encoder_features
+from unet_lib.model.encoders import ENCODER_DEPTH, decoder_filters, encoder_features
 from unet_lib.model.sizes import check_spatial_size, skip_crop
 
 UPSAMPLING_MODES = ("transpose", "bilinear")
@@ -104,9 +104,6 @@ def _encoder_path(x, encoder, channels, weights, freeze, base_filters, upsamplin
         x = decoder_block(x, skip, widths[ENCODER_DEPTH - level], upsampling=upsampling,
                           name=f"dec{level}", **conv_kwargs)  # fmt: skip
     return x
-
-
-ENCODER_DEPTH = encoder_depth()
 
 
 def _validate_arguments(
