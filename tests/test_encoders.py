@@ -74,6 +74,43 @@ def test_weights_from_a_local_file_are_loaded_exactly(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+def _write_keras2_h5(path, model) -> None:
+    """The layout of the files Keras' server holds (``*_notop.h5``, written by Keras 2): every
+    layer a group whose ``weight_names`` list its trainable then non-trainable weights."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}:0".encode() for w in weights]
+            group.attrs["weight_names"] = names
+            for name, w in zip(names, weights, strict=True):
+                group.create_dataset(name, data=np.asarray(w))
+
+
+def test_the_downloadable_keras2_file_is_loaded_exactly(tmp_path):
+    """The file the offline error names is a Keras 2 HDF5 file, not a ``.weights.h5``: a user
+    who downloads it and passes its path gets exactly its values."""
+    source = ENCODERS["mobilenetv2"].build()
+    rng = np.random.default_rng(1)
+    source.set_weights([rng.normal(size=w.shape).astype("float32") for w in source.weights])
+    path = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    _write_keras2_h5(path, source)
+    model = build_unet((32, 32, 3), 1, encoder="mobilenetv2", encoder_weights=path)
+    theirs = {layer.name: layer.get_weights() for layer in source.layers}
+    copied = [layer for layer in model.layers if layer.name in theirs and layer.weights]
+    assert len(copied) == sum(bool(w) for w in theirs.values())  # every layer of the backbone
+    for layer in copied:
+        for a, b in zip(layer.get_weights(), theirs[layer.name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="does not hold the vgg16 backbone's weights .* "
+                       "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):  # fmt: skip
+        build_unet((32, 32, 3), 1, encoder="vgg16", encoder_weights=path)
+
+
 def test_imagenet_weights_offline_is_one_line_that_says_what_to_do(monkeypatch):
     def offline(*args, weights=None, **kwargs):
         if weights == "imagenet":
