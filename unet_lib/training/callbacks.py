@@ -138,6 +138,14 @@ class EncoderWarmup(keras.callbacks.Callback):
         for layer in self.layers:
             layer.trainable = trainable
 
+    def on_train_begin(self, logs=None):
+        # Keras builds the optimizer at the first traced step, for the weights trainable
+        # then: a frozen first epoch would leave it unable to update the backbone afterwards
+        self._set_trainable(True)
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+
     def on_epoch_begin(self, epoch, logs=None):
         frozen = epoch < self.epochs
         self._set_trainable(not frozen)
