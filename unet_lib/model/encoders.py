@@ -32,9 +32,7 @@ from keras import layers
 ENCODER_STRIDE = 32
 ENCODER_DEPTH = int(math.log2(ENCODER_STRIDE))  # the halvings of every encoder: 5
 #: The most a backbone's batch norm keeps of its moving statistics per step (Keras' default).
-#: MobileNetV2 ships with 0.999, tuned for ImageNet's million steps: after the 1587 steps of
-#: a 25-minute DSB2018 run its statistics were still so far off that inference-mode Dice was
-#: 0.00 where training mode gave 0.90 (docs/design.md).
+#: MobileNetV2 ships with 0.999, too slow for a short run from scratch (docs/design.md).
 BN_MOMENTUM = 0.99
 WEIGHTS = (None, "imagenet")
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
