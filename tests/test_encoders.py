@@ -10,8 +10,15 @@ import keras
 import numpy as np
 import pytest
 
-from unet_lib.model import ENCODER_STRIDE, ENCODERS, build_unet, load_model, save_model
-from unet_lib.model.encoders import input_adapter
+from unet_lib.model import (
+    ENCODER_STRIDE,
+    ENCODERS,
+    backbone_layers,
+    build_unet,
+    load_model,
+    save_model,
+)
+from unet_lib.model.encoders import BN_MOMENTUM, input_adapter
 from unet_lib.training.config import ENCODER_NAMES
 
 
@@ -29,8 +36,11 @@ def test_each_encoder_builds_with_its_skips_at_strides_2_to_16(name):
     sizes = [tuple(t.shape[1:3]) for t in probe.outputs]
     assert sizes == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)], sizes
     assert model.get_layer("encoder_input").trainable is False
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert all(layer.momentum <= 0.99 for layer in norms)  # MobileNetV2 ships 0.999
+    norms = [
+        x for x in backbone_layers(model, name) if isinstance(x, keras.layers.BatchNormalization)
+    ]
+    assert norms or name == "vgg16"
+    assert all(layer.momentum == BN_MOMENTUM == 0.9 for layer in norms)  # Keras: 0.99, 0.999
 
 
 @pytest.mark.parametrize("channels", [1, 4])
@@ -189,7 +199,6 @@ def test_a_frozen_encoder_warm_up_holds_the_backbone_then_trains_it_and_resumes(
     """One frozen epoch, then the backbone trains in the same process (the optimizer must know
     its weights) and a run killed after epoch 2 resumes with all of its optimizer state."""
     from unet_lib.data.synthetic import make_synthetic_dataset
-    from unet_lib.model import backbone_layers
     from unet_lib.training import train
 
     class Watch(keras.callbacks.Callback):  # the first backbone kernel and a decoder kernel

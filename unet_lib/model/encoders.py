@@ -31,9 +31,10 @@ from keras import layers
 
 ENCODER_STRIDE = 32
 ENCODER_DEPTH = int(math.log2(ENCODER_STRIDE))  # the halvings of every encoder: 5
-#: The most a backbone's batch norm keeps of its moving statistics per step (Keras' default).
-#: MobileNetV2 ships with 0.999, too slow for a short run from scratch (docs/design.md).
-BN_MOMENTUM = 0.99
+#: The most a backbone's batch norm keeps of its moving statistics per step: PyTorch's
+#: default (0.1 there), where Keras builds these backbones with 0.99 or 0.999, at which the
+#: statistics that inference uses lag a short run by hundreds of steps (docs/design.md).
+BN_MOMENTUM = 0.9
 WEIGHTS = (None, "imagenet")
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
