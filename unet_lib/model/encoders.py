@@ -31,9 +31,9 @@ from keras import layers
 
 ENCODER_STRIDE = 32
 ENCODER_DEPTH = int(math.log2(ENCODER_STRIDE))  # the halvings of every encoder: 5
-#: The most a backbone's batch norm keeps of its moving statistics per step: PyTorch's
-#: default (0.1 there), where Keras builds these backbones with 0.99 or 0.999, at which the
-#: statistics that inference uses lag a short run by hundreds of steps (docs/design.md).
+#: The momentum every backbone batch norm trains at: PyTorch's default (0.1 there), where
+#: Keras builds these backbones with 0.99 or 0.999, at which the statistics that inference
+#: uses lag a short run by hundreds of steps (docs/design.md).
 BN_MOMENTUM = 0.9
 WEIGHTS = (None, "imagenet")
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -171,7 +171,7 @@ def copy_backbone_weights(source, target, skip=("encoder_input",)) -> int:
 def encoder_features(x, name: str, channels: int, encoder_weights=None, freeze: bool = False):
     """The backbone applied to ``x`` (images in [0, 1]): ``(skips, bottleneck)`` tensors at
     strides 2, 4, 8, 16 and 32. Its layers join the calling graph (no nested model), named
-    as in ``keras.applications``, their batch norms' momentum at most :data:`BN_MOMENTUM`;
+    as in ``keras.applications``, their batch norms' momentum :data:`BN_MOMENTUM`;
     ``freeze`` makes them not trainable."""
     spec = check_encoder(name, encoder_weights)
     pretrained = encoder_weights is not None
@@ -184,7 +184,7 @@ def encoder_features(x, name: str, channels: int, encoder_weights=None, freeze: 
         if layer.name not in stem and not isinstance(layer, keras.layers.InputLayer):
             layer.trainable = not freeze
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = min(layer.momentum, BN_MOMENTUM)
+            layer.momentum = BN_MOMENTUM
     skips = [backbone.get_layer(n).output for n in spec.skips]
     return skips, backbone.get_layer(spec.bottleneck).output
 
